@@ -1,0 +1,447 @@
+"""Candidate generation from N LLMs, with a resumable on-disk cache.
+
+A *candidate config* is one "LLM" of the pool: a model plus a decoding / prompting recipe
+(greedy or sampled, chat template or few-shot, system prompt, stop strings). Two backends
+answer prompts: :class:`TransformersBackend` (local, batched, left padding) and
+:class:`OpenAIBackend` (any OpenAI-compatible server: a local ``transformers serve``, vLLM,
+OpenAI).
+
+Resuming is exact: prompts are cut into batches over the *whole* prompt list in a fixed
+order, each batch is seeded from its own content, and a batch is appended to the cache only
+once it is complete. A rerun after a kill skips complete batches and regenerates the rest
+exactly as an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from .models import LoadedModel, has_chat_template
+
+PromptStyle = Literal["chat", "few_shot"]
+
+# Two short worked examples for base models (Gemma-3-270M has no chat template).
+FEW_SHOT_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("Name the largest planet in our solar system.", "Jupiter is the largest planet in our solar system."),
+    (
+        "Rewrite the sentence in a formal tone.\nGonna be late, traffic is nuts.",
+        "I will be arriving late because the traffic is extremely heavy.",
+    ),
+)
+
+
+class GenerationError(RuntimeError):
+    """A generation request that could not be completed (after retries, for remote backends)."""
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """One member of the LLM pool: a model and how it is prompted and decoded."""
+
+    name: str  # the candidate's "model" name in MixInstruct (unique within a pool)
+    model: str  # a name blender_lib.models.load_model understands, or a served model id
+    decoding: Literal["greedy", "sample"] = "greedy"
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off; prefer top_k over top_p for huge vocabularies (Gemma)
+    max_new_tokens: int = 96
+    prompt_style: PromptStyle = "chat"
+    system_prompt: str | None = None
+    stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("a candidate config needs a non-empty name")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"{self.name}: max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.decoding not in ("greedy", "sample"):
+            raise ValueError(f"{self.name}: decoding must be 'greedy' or 'sample', got {self.decoding!r}")
+
+    @property
+    def decoding_method(self) -> str:
+        """The MixInstruct ``decoding_method`` label."""
+        if self.decoding == "greedy":
+            return "greedy"
+        return f"top_p_sampling(t={self.temperature},p={self.top_p},k={self.top_k})"
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> "CandidateConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(f"unknown candidate config field(s) {unknown}; known: {sorted(known)}")
+        spec = dict(spec)
+        if "stop" in spec:
+            spec["stop"] = tuple(spec["stop"])
+        return cls(**spec)
+
+
+@dataclass
+class Generation:
+    text: str
+    n_tokens: int
+
+
+def user_message(instruction: str, input_text: str = "") -> str:
+    """The instruction with its optional input, as a user would type it."""
+    instruction, input_text = instruction.strip(), (input_text or "").strip()
+    return f"{instruction}\n\n{input_text}" if input_text else instruction
+
+
+def build_prompt(tokenizer: Any, config: CandidateConfig, instruction: str, input_text: str = "") -> str:
+    """Render one prompt: the tokenizer's chat template, or few-shot "Question/Answer" for base models."""
+    message = user_message(instruction, input_text)
+    if config.prompt_style == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{config.name}: prompt_style 'chat' needs a tokenizer with a chat template")
+        messages = ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else []) + [
+            {"role": "user", "content": message}
+        ]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    shots = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in FEW_SHOT_EXAMPLES)
+    preamble = f"{config.system_prompt}\n\n" if config.system_prompt else ""
+    return f"{preamble}{shots}Question: {message}\nAnswer:"
+
+
+def cut_at_stop(text: str, stop: Iterable[str]) -> str:
+    """Truncate at the first stop string (the model may emit it, or run past it in a batch)."""
+    cut = len(text)
+    for s in stop:
+        index = text.find(s)
+        if index != -1:
+            cut = min(cut, index)
+    return text[:cut].strip()
+
+
+def batch_seed(config: CandidateConfig, prompts: list[str]) -> int:
+    """A seed derived from the config's seed and the batch content, stable across processes."""
+    digest = hashlib.sha256(json.dumps([config.seed, prompts]).encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+class Backend(Protocol):
+    def generate(self, prompts: list[str], config: CandidateConfig) -> list[Generation]: ...
+
+
+class TransformersBackend:
+    """Batched local generation with a loaded causal LM (left padding, stop strings)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        if loaded.kind != "causal":
+            raise ValueError(f"generation needs a causal LM, {loaded.name!r} is {loaded.kind!r}")
+        self.loaded = loaded
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[str], config: CandidateConfig) -> list[Generation]:
+        tok, model = self.loaded.tokenizer, self.loaded.model
+        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=config.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            repetition_penalty=config.repetition_penalty,
+        )
+        if config.decoding == "sample":
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k or None)
+            torch.manual_seed(batch_seed(config, prompts))
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if config.stop:
+            kwargs.update(stop_strings=list(config.stop), tokenizer=tok)
+        output = model.generate(**batch, **kwargs)
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        results = []
+        for row in new_tokens:
+            n = int((row != tok.pad_token_id).sum())
+            text = tok.decode(row, skip_special_tokens=True)
+            results.append(Generation(text=cut_at_stop(text, config.stop), n_tokens=n))
+        return results
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible server through the ``openai`` client, with bounded concurrency.
+
+    Prompts are sent as the user message of a chat completion (the server applies the
+    model's chat template). Timeouts and retries with backoff are the client's own.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        max_concurrency: int = 4,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+    ) -> None:
+        from openai import OpenAI
+
+        self.client = OpenAI(
+            base_url=base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers"),
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self.max_concurrency = max_concurrency
+
+    def _one(self, message: str, config: CandidateConfig) -> Generation:
+        from openai import OpenAIError
+
+        messages = ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else []) + [
+            {"role": "user", "content": message}
+        ]
+        sampling = (
+            {"temperature": config.temperature, "top_p": config.top_p}
+            if config.decoding == "sample"
+            else {"temperature": 0.0}
+        )
+        try:
+            reply = self.client.chat.completions.create(
+                model=config.model,
+                messages=messages,
+                max_tokens=config.max_new_tokens,
+                stop=list(config.stop) or None,
+                seed=config.seed,
+                **sampling,
+            )
+        except OpenAIError as err:
+            raise GenerationError(f"{config.name}: request to the server failed: {err}") from err
+        text = reply.choices[0].message.content or ""
+        tokens = reply.usage.completion_tokens if reply.usage else len(text.split())
+        return Generation(text=cut_at_stop(text, config.stop), n_tokens=int(tokens))
+
+    def generate(self, prompts: list[str], config: CandidateConfig) -> list[Generation]:
+        """``prompts`` here are user messages (see :func:`user_message`), not rendered templates."""
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(lambda m: self._one(m, config), prompts))
+
+
+# --------------------------------------------------------------------------------------------
+# cache
+
+
+def cache_key(config: CandidateConfig, prompt: str) -> str:
+    """Key of one generation: everything that changes its text (config minus its pool name, prompt)."""
+    recipe = {k: v for k, v in asdict(config).items() if k != "name"}
+    return hashlib.sha256(json.dumps([recipe, prompt], sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class GenerationCache:
+    """An append-only JSONL cache keyed by (model, config, prompt).
+
+    Batches are appended whole and fsynced; a line cut short by a kill is detected on load,
+    dropped and counted (``truncated_lines``), so nothing half-written is ever used.
+    """
+
+    path: Path
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    truncated_lines: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "GenerationCache":
+        cache = cls(Path(path))
+        if cache.path.exists():
+            raw = cache.path.read_bytes()
+            lines = raw.split(b"\n")
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    cache.truncated_lines += 1
+                    continue
+                cache.entries[row["key"]] = row
+            if not raw.endswith(b"\n") and raw:
+                # The kill cut the last line: rewrite the file without it before appending.
+                cache._rewrite()
+        return cache
+
+    def _rewrite(self) -> None:
+        from .io import atomic_write_text
+
+        atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in self.entries.values()))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.entries.get(key)
+
+    def add_batch(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            fresh = [r for r in rows if r["key"] not in self.entries]
+            if not fresh:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in fresh))
+                handle.flush()
+                os.fsync(handle.fileno())
+            for r in fresh:
+                self.entries[r["key"]] = r
+
+
+@dataclass
+class GenerationStats:
+    generated: int = 0
+    from_cache: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def generate_with_cache(
+    backend: Backend,
+    config: CandidateConfig,
+    prompts: list[str],
+    cache: GenerationCache,
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[list[Generation], GenerationStats]:
+    """Answer every prompt, reading complete batches from the cache and generating the others.
+
+    Batches are formed over the full prompt list sorted by length (less padding), so their
+    composition, and hence their seeds, never depend on what was already cached.
+    """
+    if not prompts:
+        return [], GenerationStats()
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    results: list[Generation | None] = [None] * len(prompts)
+    stats = GenerationStats()
+    bar = tqdm(total=len(prompts), desc=config.name, disable=not progress, leave=False)
+    for indices in batches:
+        batch_prompts = [prompts[i] for i in indices]
+        keys = [cache_key(config, p) for p in batch_prompts]
+        cached = [cache.get(k) for k in keys]
+        if all(c is not None for c in cached):
+            for i, row in zip(indices, cached):
+                results[i] = Generation(text=row["text"], n_tokens=row["n_tokens"])  # type: ignore[index]
+            stats.from_cache += len(indices)
+        else:
+            start = time.perf_counter()
+            generated = backend.generate(batch_prompts, config)
+            stats.seconds += time.perf_counter() - start
+            stats.generated += len(indices)
+            stats.tokens += sum(g.n_tokens for g in generated)
+            cache.add_batch(
+                [
+                    {"key": k, "candidate": config.name, "model": config.model, "text": g.text, "n_tokens": g.n_tokens}
+                    for k, g in zip(keys, generated)
+                ]
+            )
+            for i, g in zip(indices, generated):
+                results[i] = g
+        bar.update(len(indices))
+    bar.close()
+    return [r for r in results if r is not None], stats
+
+
+def generate_candidates(
+    examples: list[dict[str, Any]],
+    pool: list[CandidateConfig],
+    cache: GenerationCache,
+    *,
+    load: Any = None,
+    batch_size: int = 16,
+    dtype: str = "auto",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, GenerationStats]:
+    """Add one candidate per pool member to every example (in place); returns stats per member.
+
+    Models are loaded once per distinct model name (``load`` defaults to
+    :func:`blender_lib.models.load_model`) and only when some batch is not cached.
+    """
+    from .models import load_model
+
+    if len(pool) < 2:
+        raise ValueError(f"an LLM pool needs at least 2 candidate configs, got {len(pool)}")
+    names = [c.name for c in pool]
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidate names must be unique in a pool, got {names}")
+    load = load or (lambda name: load_model(name, device=device, dtype=dtype))
+    loaded: dict[str, LoadedModel] = {}
+    stats: dict[str, GenerationStats] = {}
+    for config in pool:
+        tokenizer = _tokenizer_for(config.model, loaded, load)
+        prompts = [build_prompt(tokenizer, config, ex["instruction"], ex.get("input", "")) for ex in examples]
+        lazy = _LazyBackend(config.model, loaded, load)
+        outputs, stats[config.name] = generate_with_cache(
+            lazy, config, prompts, cache, batch_size=batch_size, progress=progress
+        )
+        for ex, out in zip(examples, outputs):
+            ex.setdefault("candidates", [])
+            ex["candidates"] = [c for c in ex["candidates"] if c["model"] != config.name] + [
+                {
+                    "model": config.name,
+                    "decoding_method": config.decoding_method,
+                    "text": out.text,
+                    "n_tokens": out.n_tokens,
+                    "scores": {},
+                }
+            ]
+    return stats
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer_for(model: str, loaded: dict[str, LoadedModel], load: Any) -> Any:
+    """Prompts need only the tokenizer (chat template); load it without the weights when possible."""
+    if model in loaded:
+        return loaded[model].tokenizer
+    if model not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        from .models import resolve_model_path
+
+        path, _ = resolve_model_path(model)
+        _TOKENIZERS[model] = AutoTokenizer.from_pretrained(path)
+    return _TOKENIZERS[model]
+
+
+class _LazyBackend:
+    """Loads the model on the first uncached batch, so a fully cached build loads no weights."""
+
+    def __init__(self, model: str, loaded: dict[str, LoadedModel], load: Any) -> None:
+        self.model, self.loaded, self.load = model, loaded, load
+
+    def generate(self, prompts: list[str], config: CandidateConfig) -> list[Generation]:
+        if self.model not in self.loaded:
+            self.loaded[self.model] = self.load(self.model)
+        return TransformersBackend(self.loaded[self.model]).generate(prompts, config)
+
+
+__all__ = [
+    "CandidateConfig",
+    "Generation",
+    "GenerationCache",
+    "GenerationError",
+    "GenerationStats",
+    "OpenAIBackend",
+    "TransformersBackend",
+    "build_prompt",
+    "cache_key",
+    "cut_at_stop",
+    "generate_candidates",
+    "generate_with_cache",
+    "has_chat_template",
+    "user_message",
+]

@@ -1,0 +1,76 @@
+"""One setup call at the top of every chapter: seeds, threads, quiet logs, PNG figures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def quiet_libraries() -> None:
+    """Silence progress bars and advisory warnings of the libraries (ours use tqdm where it matters)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.utils.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+    for name in ("httpx", "urllib3", "filelock", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+def setup_notebook(seed: int = 0, *, threads: int | None = None) -> dict[str, Any]:
+    """Seed, set threads, quiet logs and make figures PNG; return a short environment report."""
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    quiet_libraries()
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (6.4, 4.0)})
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.max_colwidth", 80)
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.run_line_magic("matplotlib", "inline")
+            shell.run_line_magic("config", "InlineBackend.figure_formats = ['png']")
+    except ImportError:
+        pass
+    return {
+        "seed": seed,
+        "torch": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
+    }

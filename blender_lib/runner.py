@@ -1,0 +1,293 @@
+"""Run the book's chapters in batch with papermill.
+
+Parameters come from YAML files (``params/default.yaml``, ``params/paper.yaml``) and
+``key=value`` overrides. Each chapter receives only the parameters its ``parameters`` cell
+declares; a parameter that no selected chapter declares, or one of the wrong type, is an error
+raised before any notebook starts.
+
+A parameter file maps names to values; a top-level key that is a chapter stem holds values for
+that chapter only::
+
+    seed: 0                 # every chapter that declares `seed`
+    03_pairranker:
+      epochs: 3             # only chapter 3
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import atomic_write_json
+from .paths import NOTEBOOKS_DIR, PROJECT_ROOT, RESULTS_ENV_VAR
+
+
+class RunnerError(RuntimeError):
+    """A batch run that cannot start or did not finish; the message names chapter and cause."""
+
+
+@dataclass
+class ChapterRun:
+    stem: str
+    input_path: Path
+    output_path: Path
+    parameters: dict[str, Any]
+    seconds: float | None = None
+    status: str = "pending"
+    error: str | None = None
+
+
+@dataclass
+class RunPlan:
+    chapters: list[ChapterRun]
+    out_dir: Path | None
+    inplace: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def list_chapters(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The chapters in book order: ``notebooks/NN_name.ipynb``."""
+    return sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+
+
+def select_chapters(names: list[str], notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """Match chapter names by stem (``03_pairranker``), number (``03``/``3``) or suffix (``pairranker``)."""
+    chapters = list_chapters(notebooks_dir)
+    if not names:
+        return chapters
+    selected: list[Path] = []
+    for name in names:
+        key = Path(name).stem
+        matches = [
+            p
+            for p in chapters
+            if p.stem == key
+            or (key.isdigit() and int(p.stem[:2]) == int(key))
+            or p.stem.split("_", 1)[1] == key
+        ]
+        if len(matches) != 1:
+            known = ", ".join(p.stem for p in chapters)
+            raise RunnerError(f"unknown chapter {name!r}; chapters are: {known}")
+        if matches[0] not in selected:
+            selected.append(matches[0])
+    return sorted(selected)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (``3`` is an int, ``[1, 2]`` a list, ``x`` a string)."""
+    if "=" not in text:
+        raise RunnerError(f"a parameter override must look like key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key.isidentifier():
+        raise RunnerError(f"parameter name {key!r} in {text!r} is not a valid Python identifier")
+    return key, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_parameter_files(paths: list[str | Path]) -> dict[str, Any]:
+    """Merge parameter files in order (later files win; chapter sections merge key by key)."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise RunnerError(f"parameter file not found: {path}")
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(content, dict):
+            raise RunnerError(f"parameter file {path} must hold a mapping of names to values")
+        for key, value in content.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    """The parameters a chapter declares in its cell tagged ``parameters`` (papermill's parser)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def _default_value(spec: dict[str, Any]) -> Any:
+    try:
+        return yaml.safe_load(spec.get("default", ""))
+    except yaml.YAMLError:
+        return spec.get("default")
+
+
+def check_type(stem: str, name: str, value: Any, spec: dict[str, Any]) -> None:
+    """Reject a value whose type clearly differs from the declared default (``None`` accepts anything)."""
+    default = _default_value(spec)
+    if default is None or value is None:
+        return
+    expected = type(default)
+    ok = isinstance(value, expected) or (expected is float and isinstance(value, int) and not isinstance(value, bool))
+    if isinstance(default, bool) != isinstance(value, bool):
+        ok = False
+    if not ok:
+        raise RunnerError(
+            f"parameter {name!r} of chapter {stem} expects {expected.__name__} (default {spec.get('default')}), "
+            f"got {type(value).__name__} {value!r}"
+        )
+
+
+def plan_run(
+    chapters: list[Path],
+    parameters: dict[str, Any],
+    *,
+    out_dir: Path | None,
+    inplace: bool = False,
+) -> RunPlan:
+    """Assign parameters to chapters and check every name and type before anything runs."""
+    if inplace and out_dir is not None:
+        raise RunnerError("choose either --inplace (update the stored chapters) or --out DIR, not both")
+    if not inplace and out_dir is None:
+        raise RunnerError("give --out DIR for the executed notebooks, or --inplace to update the stored chapters")
+    if not chapters:
+        raise RunnerError("no chapters to run")
+    book = list_chapters(chapters[0].parent)
+    all_stems = {p.stem for p in book}
+    shared = {k: v for k, v in parameters.items() if k not in all_stems}
+    sections = {k: v for k, v in parameters.items() if k in all_stems}
+    for stem, section in sections.items():
+        if not isinstance(section, dict):
+            raise RunnerError(f"the section for chapter {stem} must be a mapping of names to values")
+    # A shared name must exist somewhere in the book (so one profile file serves any selection);
+    # chapters that do not declare it simply do not receive it.
+    declared = {p.stem: declared_parameters(p) for p in book}
+    unknown = sorted(k for k in shared if not any(k in d for d in declared.values()))
+    if unknown:
+        names = {s: sorted(d) for s, d in declared.items()}
+        raise RunnerError(f"unknown parameter(s) {unknown}: no chapter declares them; declared: {names}")
+    runs = []
+    for path in chapters:
+        stem = path.stem
+        section = sections.get(stem, {})
+        bad = sorted(k for k in section if k not in declared[stem])
+        if bad:
+            raise RunnerError(f"unknown parameter(s) {bad} for chapter {stem}; it declares {sorted(declared[stem])}")
+        chosen = {k: v for k, v in shared.items() if k in declared[stem]} | dict(section)
+        for name, value in chosen.items():
+            check_type(stem, name, value, declared[stem][name])
+        output = path if inplace else out_dir / path.name  # type: ignore[operator]
+        runs.append(ChapterRun(stem=stem, input_path=path, output_path=output, parameters=chosen))
+    return RunPlan(chapters=runs, out_dir=out_dir, inplace=inplace)
+
+
+def environment_versions() -> dict[str, Any]:
+    """Versions and hardware a run was made with (recorded beside its outputs)."""
+    import importlib.metadata as md
+
+    import torch
+
+    from . import __version__
+
+    packages = ["torch", "transformers", "datasets", "accelerate", "papermill", "openai", "bert-score", "jupyter-book"]
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "blender_lib": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": commit,
+        "packages": versions,
+    }
+
+
+def strip_volatile_metadata(path: Path) -> None:
+    """Remove papermill's per-run timestamps so stored chapters only change when outputs do."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+
+
+def execute_plan(plan: RunPlan, *, kernel_name: str = "python3", log_output: bool = False) -> RunPlan:
+    """Execute the chapters in order; stop at the first failure with chapter and cell named."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    if plan.out_dir is not None:
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+        # Batch runs keep their numbers beside their notebooks, never over the stored results/.
+        os.environ[RESULTS_ENV_VAR] = str((plan.out_dir / "results").resolve())
+    plan.metadata = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "environment": environment_versions()}
+    try:
+        for run in plan.chapters:
+            print(f"[blender-book] {run.stem}: running with {run.parameters or 'default parameters'}", flush=True)
+            start = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(run.input_path),
+                    str(run.output_path),
+                    parameters=run.parameters or None,
+                    kernel_name=kernel_name,
+                    cwd=str(run.input_path.parent),
+                    progress_bar=False,
+                    log_output=log_output,
+                )
+            except PapermillExecutionError as err:
+                run.status, run.seconds = "failed", time.perf_counter() - start
+                run.error = f"cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}"
+                raise RunnerError(f"chapter {run.stem} failed at {run.error}; see {run.output_path}") from err
+            run.seconds = time.perf_counter() - start
+            run.status = "ok"
+            if plan.inplace:
+                strip_volatile_metadata(run.output_path)
+            print(f"[blender-book] {run.stem}: done in {run.seconds:.1f} s", flush=True)
+    finally:
+        if plan.out_dir is not None:
+            os.environ.pop(RESULTS_ENV_VAR, None)
+            write_run_record(plan)
+    return plan
+
+
+def write_run_record(plan: RunPlan) -> Path:
+    """``run.json`` beside the executed notebooks: parameters, timings, status and versions."""
+    assert plan.out_dir is not None
+    record = {
+        **plan.metadata,
+        "chapters": [
+            {
+                "chapter": r.stem,
+                "parameters": r.parameters,
+                "seconds": None if r.seconds is None else round(r.seconds, 2),
+                "status": r.status,
+                "error": r.error,
+                "output": str(r.output_path),
+            }
+            for r in plan.chapters
+        ],
+        "total_seconds": round(sum(r.seconds or 0.0 for r in plan.chapters), 2),
+    }
+    return atomic_write_json(plan.out_dir / "run.json", record)
+
+
+def describe(plan: RunPlan) -> str:
+    return json.dumps({r.stem: r.parameters for r in plan.chapters}, indent=2, default=str)
