@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Iterable, Literal, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from .io import JsonlCache
 from .models import LoadedModel, has_chat_template
 
 PromptStyle = Literal["chat", "few_shot"]
@@ -238,59 +238,8 @@ def cache_key(config: CandidateConfig, prompt: str) -> str:
     return hashlib.sha256(json.dumps([recipe, prompt], sort_keys=True).encode()).hexdigest()
 
 
-@dataclass
-class GenerationCache:
-    """An append-only JSONL cache keyed by (model, config, prompt).
-
-    Batches are appended whole and fsynced; a line cut short by a kill is detected on load,
-    dropped and counted (``truncated_lines``), so nothing half-written is ever used.
-    """
-
-    path: Path
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    truncated_lines: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @classmethod
-    def open(cls, path: str | Path) -> "GenerationCache":
-        cache = cls(Path(path))
-        if cache.path.exists():
-            raw = cache.path.read_bytes()
-            lines = raw.split(b"\n")
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    cache.truncated_lines += 1
-                    continue
-                cache.entries[row["key"]] = row
-            if not raw.endswith(b"\n") and raw:
-                # The kill cut the last line: rewrite the file without it before appending.
-                cache._rewrite()
-        return cache
-
-    def _rewrite(self) -> None:
-        from .io import atomic_write_text
-
-        atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in self.entries.values()))
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.entries.get(key)
-
-    def add_batch(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            fresh = [r for r in rows if r["key"] not in self.entries]
-            if not fresh:
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in fresh))
-                handle.flush()
-                os.fsync(handle.fileno())
-            for r in fresh:
-                self.entries[r["key"]] = r
+# The generation cache is the generic append-only JSONL cache.
+GenerationCache = JsonlCache
 
 
 @dataclass
@@ -444,4 +393,53 @@ __all__ = [
     "generate_with_cache",
     "has_chat_template",
     "user_message",
+    "POOLS",
+    "pool_configs",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# LLM pools
+
+_GEMMA_STOPS = ("\nQuestion:", "\nAnswer:", "\n\n\n")
+
+POOLS: dict[str, list[dict[str, Any]]] = {
+    # Offline default: two real small LLMs under five decoding / prompting recipes.
+    "default": [
+        {"name": "smollm2-greedy", "model": "smollm2-135m-instruct"},
+        {"name": "smollm2-concise", "model": "smollm2-135m-instruct",
+         "system_prompt": "You are a helpful assistant. Answer correctly and concisely, in at most three sentences."},
+        {"name": "smollm2-t0.7", "model": "smollm2-135m-instruct", "decoding": "sample", "temperature": 0.7, "top_p": 0.9},
+        {"name": "gemma3-fewshot-greedy", "model": "gemma3-270m", "prompt_style": "few_shot", "stop": _GEMMA_STOPS,
+         "repetition_penalty": 1.2},
+        {"name": "gemma3-fewshot-t0.8", "model": "gemma3-270m", "prompt_style": "few_shot", "decoding": "sample",
+         "temperature": 0.8, "top_k": 40, "stop": _GEMMA_STOPS, "repetition_penalty": 1.2},
+    ],
+    # Paper scale (GPU + internet): open instruct LLMs from the hub, served locally or by vLLM.
+    "paper": [
+        {"name": "qwen2.5-1.5b-instruct", "model": "Qwen/Qwen2.5-1.5B-Instruct"},
+        {"name": "smollm2-1.7b-instruct", "model": "HuggingFaceTB/SmolLM2-1.7B-Instruct"},
+        {"name": "llama-3.2-1b-instruct", "model": "meta-llama/Llama-3.2-1B-Instruct"},
+        {"name": "gemma-2-2b-it", "model": "google/gemma-2-2b-it"},
+        {"name": "phi-3.5-mini-instruct", "model": "microsoft/Phi-3.5-mini-instruct"},
+        {"name": "qwen2.5-3b-instruct", "model": "Qwen/Qwen2.5-3B-Instruct"},
+        {"name": "mistral-7b-instruct", "model": "mistralai/Mistral-7B-Instruct-v0.3"},
+    ],
+}
+
+
+def pool_configs(pool: str | list[dict[str, Any]], *, max_new_tokens: int | None = None, seed: int = 0) -> list[CandidateConfig]:
+    """A named pool from ``POOLS`` or an explicit list of config dicts, with shared overrides."""
+    if isinstance(pool, str):
+        if pool not in POOLS:
+            raise ValueError(f"unknown LLM pool {pool!r}; known pools: {sorted(POOLS)} (or pass a list of configs)")
+        specs = POOLS[pool]
+    else:
+        specs = pool
+    configs = []
+    for spec in specs:
+        spec = {"seed": seed, **spec}
+        if max_new_tokens is not None:
+            spec["max_new_tokens"] = max_new_tokens
+        configs.append(CandidateConfig.from_dict(spec))
+    return configs

@@ -1,0 +1,481 @@
+"""GPT-Rank: pairwise judging of candidates with the paper's 4-choice prompt, and ranks from it.
+
+A judge reads the instruction, the input and two candidates and answers one of four labels.
+Two judges share one interface:
+
+- :class:`OpenAIJudge` talks to any OpenAI-compatible server through the ``openai`` client:
+  OpenAI or vLLM in the ``paper`` profile, and offline a real ``transformers serve`` process on
+  127.0.0.1 that :class:`LocalJudgeServer` starts and always stops.
+- :class:`LogProbJudge` runs a causal LM in process and picks the label whose option number
+  ("1"–"4") is most probable as the first answer token: no free text, so no parse failures.
+
+Position bias: every pair is judged in both orders and the two verdicts are combined
+(:func:`combine_verdicts`); both raw verdicts are kept in ``cmp_results_raw``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from tqdm.auto import tqdm
+
+from .io import JsonlCache
+from .models import LoadedModel
+
+LABELS: tuple[str, ...] = ("A is better", "B is better", "Same good", "Same bad")
+
+# The LLM-Blender GPT-Rank prompt: instruction, input, two candidates, four numbered choices.
+JUDGE_PROMPT = """Instruction: {instruction}
+Input: {input}
+Candidate A: {candidate_a}
+Candidate B: {candidate_b}
+Given the instruction and input above, please compare the two candidates.
+You only have 4 choices to output:
+If you think A is better, please output: 1. A is better
+If you think B is better, please output: 2. B is better
+If you think both are good enough and correctly give the answer, please output: 3. Same good
+If you think both are bad and do not follow the instruction, please output: 4. Same bad
+Do not output anything else except the 4 choices above.
+Output your choice below:"""
+
+# GPT-Rank increments (score of A, score of B) per verdict, as in the official evaluation code.
+_INCREMENTS = {"A is better": (1.0, -1.0), "B is better": (-1.0, 1.0), "Same good": (0.5, 0.5), "Same bad": (-0.5, -0.5)}
+_SWAP = {"A is better": "B is better", "B is better": "A is better", "Same good": "Same good", "Same bad": "Same bad"}
+
+
+class JudgeError(ValueError):
+    """Bad input to the judge (empty candidate, fewer than two candidates, unknown label)."""
+
+
+def judge_prompt(instruction: str, input_text: str, candidate_a: str, candidate_b: str) -> str:
+    """The 4-choice comparison prompt for one ordered pair."""
+    for name, text in (("instruction", instruction), ("candidate A", candidate_a), ("candidate B", candidate_b)):
+        if not isinstance(text, str) or not text.strip():
+            raise JudgeError(f"cannot judge a pair with an empty {name}")
+    return JUDGE_PROMPT.format(
+        instruction=instruction.strip(), input=(input_text or "").strip(), candidate_a=candidate_a.strip(), candidate_b=candidate_b.strip()
+    )
+
+
+_LABEL_PATTERNS = [
+    (re.compile(r"\bA is better\b", re.I), "A is better"),
+    (re.compile(r"\bB is better\b", re.I), "B is better"),
+    (re.compile(r"\bsame good\b", re.I), "Same good"),
+    (re.compile(r"\bsame bad\b", re.I), "Same bad"),
+]
+
+
+def parse_verdict(reply: str | None) -> str | None:
+    """Read a label from a judge reply; ``None`` when it names no label or several.
+
+    Accepts the label text anywhere ("2. B is better", "Answer: Same good"), or a bare option
+    number / letter at the start ("3", "B.").
+    """
+    if not reply or not reply.strip():
+        return None
+    found = {label for pattern, label in _LABEL_PATTERNS if pattern.search(reply)}
+    if len(found) == 1:
+        return found.pop()
+    if found:
+        return None  # several labels: ambiguous, never guessed
+    head = re.match(r"\s*(?:choice|answer|output)?\s*[:\-]?\s*\(?([1-4AB])\b", reply, re.I)
+    if head:
+        token = head.group(1).upper()
+        return {"1": LABELS[0], "A": LABELS[0], "2": LABELS[1], "B": LABELS[1], "3": LABELS[2], "4": LABELS[3]}[token]
+    return None
+
+
+def combine_verdicts(forward: str | None, backward: str | None) -> str | None:
+    """Combine the verdicts on (a, b) and on (b, a) into one label for (a, b).
+
+    Each verdict gives GPT-Rank increments; the backward one is mirrored; the two are averaged.
+    A positive difference favours a, a negative one b; equal increments are a tie, "Same good"
+    when their sum is at least 0 (this includes contradictory verdicts, which cancel).
+    A missing (unparseable) verdict leaves the other one alone; both missing gives ``None``.
+    """
+    frames = []
+    if forward is not None:
+        frames.append(_INCREMENTS[forward])
+    if backward is not None:
+        frames.append(_INCREMENTS[_SWAP[backward]])
+    if not frames:
+        return None
+    score_a = sum(f[0] for f in frames) / len(frames)
+    score_b = sum(f[1] for f in frames) / len(frames)
+    if score_a > score_b:
+        return "A is better"
+    if score_b > score_a:
+        return "B is better"
+    return "Same good" if score_a + score_b >= 0 else "Same bad"
+
+
+# --------------------------------------------------------------------------------------------
+# judges
+
+
+@dataclass
+class Verdict:
+    label: str | None
+    raw: str
+
+
+class Judge(Protocol):
+    name: str
+
+    def judge(self, prompts: list[str]) -> list[Verdict]: ...
+
+
+class LogProbJudge:
+    """An in-process judge: the most probable option number as the first answer token."""
+
+    def __init__(self, loaded: LoadedModel, *, batch_size: int = 8) -> None:
+        if loaded.kind != "causal":
+            raise JudgeError(f"a log-probability judge needs a causal LM, {loaded.name!r} is {loaded.kind!r}")
+        self.loaded, self.batch_size = loaded, batch_size
+        self.name = f"logprob:{loaded.name}"
+        tok = loaded.tokenizer
+        self.option_ids = []
+        for digit in "1234":
+            ids = tok.encode(digit, add_special_tokens=False)
+            if len(ids) != 1:
+                raise JudgeError(f"the tokenizer of {loaded.name!r} does not encode {digit!r} as one token")
+            self.option_ids.append(ids[0])
+
+    def render(self, prompt: str) -> str:
+        tok = self.loaded.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        return prompt + "\n"
+
+    @torch.inference_mode()
+    def judge(self, prompts: list[str]) -> list[Verdict]:
+        tok, model = self.loaded.tokenizer, self.loaded.model
+        verdicts: list[Verdict] = []
+        for start in range(0, len(prompts), self.batch_size):
+            texts = [self.render(p) for p in prompts[start : start + self.batch_size]]
+            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
+            logits = model(**batch).logits[:, -1, :]  # left padding: the last position is the answer's first token
+            option_logprobs = torch.log_softmax(logits.float(), dim=-1)[:, self.option_ids]
+            for row in option_logprobs:
+                best = int(row.argmax())
+                raw = json.dumps({"option_logprobs": [round(float(x), 4) for x in row]})
+                verdicts.append(Verdict(label=LABELS[best], raw=raw))
+        return verdicts
+
+
+class OpenAIJudge:
+    """A judge behind any OpenAI-compatible chat endpoint (OpenAI, vLLM, ``transformers serve``)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_tokens: int = 16,
+        max_concurrency: int = 4,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+    ) -> None:
+        from openai import OpenAI
+
+        self.client = OpenAI(
+            base_url=base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers"),
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self.model, self.max_tokens, self.max_concurrency = model, max_tokens, max_concurrency
+        self.name = f"openai:{model}"
+        self.failures: list[str] = []
+
+    def _one(self, prompt: str) -> Verdict:
+        from openai import OpenAIError
+
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=self.max_tokens,
+                temperature=0.0,
+            )
+        except OpenAIError as err:  # recorded and counted, never a crash
+            self.failures.append(f"{type(err).__name__}: {err}")
+            return Verdict(label=None, raw=f"<request failed: {type(err).__name__}>")
+        text = reply.choices[0].message.content or ""
+        return Verdict(label=parse_verdict(text), raw=text)
+
+    def judge(self, prompts: list[str]) -> list[Verdict]:
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(self._one, prompts))
+
+
+# --------------------------------------------------------------------------------------------
+# a local OpenAI-compatible server (offline default profile)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalJudgeServer:
+    """Start ``transformers serve`` on 127.0.0.1 (a free port) for a local model folder; always stop it.
+
+    Use as a context manager. The server binds to the loopback address only and the process is
+    terminated on exit, also when the body raises.
+    """
+
+    def __init__(self, model_folder: str | Path, *, startup_timeout: float = 180.0, dtype: str = "auto") -> None:
+        self.model_folder = str(Path(model_folder).resolve())
+        self.port = free_port()
+        self.startup_timeout = startup_timeout
+        self.dtype = dtype
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> "LocalJudgeServer":
+        from .paths import cache_dir
+
+        executable = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
+        if executable is None:
+            raise RuntimeError("the `transformers` command is not installed (pip install 'transformers[serving]')")
+        hub_cache = cache_dir() / "hub"  # serve needs an existing hub cache folder, even offline
+        hub_cache.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
+        self.log_path = cache_dir() / f"judge-server-{self.port}.log"
+        log = open(self.log_path, "wb")
+        command = [executable, "serve", self.model_folder, "--host", "127.0.0.1", "--port", str(self.port),
+                   "--dtype", self.dtype, "--device", "cpu" if not torch.cuda.is_available() else "auto"]
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the judge server exited with code {self.process.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"the judge server did not answer within {self.startup_timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# judging a dataset
+
+
+@dataclass
+class JudgeStats:
+    requests: int = 0
+    from_cache: int = 0
+    unparseable: int = 0
+    pairs: int = 0
+    pairs_without_verdict: int = 0
+    position_consistent: int = 0  # pairs whose two orders agree after mirroring
+    position_first_preferred: int = 0  # "A is better" verdicts among decisive ones
+    decisive: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def consistency(self) -> float:
+        judged = self.pairs - self.pairs_without_verdict
+        return self.position_consistent / judged if judged else float("nan")
+
+    @property
+    def first_position_rate(self) -> float:
+        return self.position_first_preferred / self.decisive if self.decisive else float("nan")
+
+
+def _verdict_key(judge_name: str, prompt: str) -> str:
+    return hashlib.sha256(json.dumps([judge_name, prompt]).encode()).hexdigest()
+
+
+def judge_examples(
+    examples: list[dict[str, Any]],
+    judge: Judge,
+    cache: JsonlCache,
+    *,
+    both_orders: bool = True,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> JudgeStats:
+    """Judge every candidate pair of every example (in place): ``cmp_results`` and ``cmp_results_raw``.
+
+    Requests go out in chunks; each finished chunk is appended to the cache, so an interrupted
+    run resumes without losing or repeating finished verdicts.
+    """
+    jobs: list[tuple[int, str, str, str]] = []  # (example index, "a,b" frame key, order key, prompt)
+    for index, ex in enumerate(examples):
+        candidates = ex.get("candidates") or []
+        if len(candidates) < 2:
+            raise JudgeError(f"example {ex.get('id')!r} has {len(candidates)} candidate(s); judging needs at least 2")
+        for first, second in itertools.combinations(candidates, 2):
+            pair = f"{first['model']},{second['model']}"
+            orders = [(first, second), (second, first)] if both_orders else [(first, second)]
+            for a, b in orders:
+                prompt = judge_prompt(ex["instruction"], ex.get("input", ""), a["text"], b["text"])
+                jobs.append((index, pair, f"{a['model']},{b['model']}", prompt))
+    stats = JudgeStats(requests=len(jobs))
+    verdicts: dict[str, dict[str, Any]] = {}
+    bar = tqdm(total=len(jobs), desc=f"judging ({judge.name})", disable=not progress, leave=False)
+    for start in range(0, len(jobs), chunk_size):
+        chunk = jobs[start : start + chunk_size]
+        keys = [_verdict_key(judge.name, p) for *_, p in chunk]
+        missing = [(k, p) for k, (*_, p) in zip(keys, chunk) if cache.get(k) is None]
+        stats.from_cache += len(chunk) - len(missing)
+        if missing:
+            begin = time.perf_counter()
+            fresh = judge.judge([p for _, p in missing])
+            stats.seconds += time.perf_counter() - begin
+            cache.add_batch([{"key": k, "judge": judge.name, "label": v.label, "raw": v.raw} for (k, _), v in zip(missing, fresh)])
+        for key in keys:
+            verdicts[key] = cache.get(key)  # type: ignore[assignment]
+        bar.update(len(chunk))
+    bar.close()
+    stats.failures = list(getattr(judge, "failures", []))
+
+    for ex in examples:
+        ex["cmp_results"], ex["cmp_results_raw"] = {}, {}
+    for (index, pair, order, prompt) in jobs:
+        label = verdicts[_verdict_key(judge.name, prompt)]["label"]
+        examples[index]["cmp_results_raw"][order] = label
+        if label is None:
+            stats.unparseable += 1
+        elif label in ("A is better", "B is better"):
+            stats.decisive += 1
+            stats.position_first_preferred += label == "A is better"
+    for ex in examples:
+        raw = ex["cmp_results_raw"]
+        for first, second in itertools.combinations([c["model"] for c in ex["candidates"]], 2):
+            forward, backward = raw.get(f"{first},{second}"), raw.get(f"{second},{first}")
+            combined = combine_verdicts(forward, backward)
+            stats.pairs += 1
+            if combined is None:
+                stats.pairs_without_verdict += 1
+                continue
+            ex["cmp_results"][f"{first},{second}"] = combined
+            if forward is not None and backward is not None:
+                stats.position_consistent += forward == _SWAP[backward]
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# ranks from comparisons
+
+
+def comparison_matrix(cmp_results: dict[str, str], models: list[str]) -> np.ndarray:
+    """M[i, j] from the verdicts: A better +1/−1, Same good +0.5 to both, Same bad −0.5 to both."""
+    index = {m: i for i, m in enumerate(models)}
+    matrix = np.zeros((len(models), len(models)))
+    for key, label in cmp_results.items():
+        a, b = key.split(",")
+        if a not in index or b not in index:
+            raise JudgeError(f"comparison {key!r} names a model that is not a candidate ({models})")
+        if label not in _INCREMENTS:
+            raise JudgeError(f"unknown comparison label {label!r} for {key!r}; expected one of {LABELS}")
+        inc_a, inc_b = _INCREMENTS[label]
+        matrix[index[a], index[b]] += inc_a
+        matrix[index[b], index[a]] += inc_b
+    return matrix
+
+
+def gpt_rank_scores(cmp_results: dict[str, str], models: list[str]) -> np.ndarray:
+    """Each candidate's GPT-Rank score: its row sum of M (the official evaluation's score)."""
+    return comparison_matrix(cmp_results, models).sum(axis=1)
+
+
+def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
+    """Rank 1 = best; ties share the better rank (competition ranking, 1-2-2-4)."""
+    return rankdata(-np.asarray(scores, dtype=float), method="min").astype(int)
+
+
+def gpt_ranks(example: dict[str, Any]) -> dict[str, int]:
+    """GPT-Rank of every candidate of one judged example."""
+    models = [c["model"] for c in example["candidates"]]
+    ranks = ranks_from_scores(gpt_rank_scores(example.get("cmp_results") or {}, models))
+    return dict(zip(models, (int(r) for r in ranks)))
+
+
+# --------------------------------------------------------------------------------------------
+# how far can a judge be trusted?
+
+NON_ANSWER = "I don't know."
+
+
+def known_answer_pairs(examples: list[dict[str, Any]], *, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Pairs whose right verdict is known: the reference against a non-answer and against the
+    reference of an unrelated example. A judge worth its name prefers the reference."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(examples), size=min(n, len(examples)), replace=False)
+    pairs = []
+    for i in chosen:
+        ex = examples[int(i)]
+        other = examples[int((i + len(examples) // 2) % len(examples))]
+        for kind, wrong in (("non-answer", NON_ANSWER), ("unrelated reference", other["output"])):
+            pairs.append({"id": f"{ex['id']}/{kind}", "instruction": ex["instruction"], "input": ex.get("input", ""),
+                          "output": ex["output"], "kind": kind,
+                          "candidates": [{"model": "reference", "text": ex["output"]}, {"model": "wrong", "text": wrong}]})
+    return pairs
+
+
+def known_answer_accuracy(
+    examples: list[dict[str, Any]], judge: Judge, cache: JsonlCache, *, n: int = 20, seed: int = 0
+) -> dict[str, float]:
+    """Share of known-answer pairs where the judge's combined (both orders) verdict prefers the
+    reference, per kind of wrong answer; 'tie' is the share judged a tie. Chance is about 1/3."""
+    pairs = known_answer_pairs(examples, n=n, seed=seed)
+    judge_examples(pairs, judge, cache, both_orders=True, progress=False)
+    result: dict[str, float] = {}
+    for kind in ("non-answer", "unrelated reference"):
+        verdicts = [p["cmp_results"].get("reference,wrong") for p in pairs if p["kind"] == kind]
+        result[f"prefers reference ({kind})"] = sum(v == "A is better" for v in verdicts) / len(verdicts)
+        result[f"tie ({kind})"] = sum(v in ("Same good", "Same bad") for v in verdicts) / len(verdicts)
+    return result

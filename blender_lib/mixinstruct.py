@@ -1,0 +1,345 @@
+"""Build a MixInstruct: instructions -> N candidates -> reference metrics -> pairwise judgments.
+
+Every heavy stage reads and appends an on-disk cache (``data/cache/*.jsonl``), and models are
+loaded only when a stage has uncached work, so a rebuild with the caches present takes seconds
+and an interrupted build resumes where it stopped. The finished dataset is saved in the
+MixInstruct schema (JSONL per split + a Hugging Face copy) with a short dataset card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import data as data_lib
+from . import metrics as metrics_lib
+from .generate import GenerationStats, generate_candidates, pool_configs
+from .io import JsonlCache, atomic_write_json, atomic_write_text
+from .judge import Judge, JudgeStats, LocalJudgeServer, LogProbJudge, OpenAIJudge, judge_examples
+from .paths import DATA_DIR
+
+RETRIEVAL_MODEL_NAME = "retrieval-minilm"
+
+
+@dataclass(frozen=True)
+class BuildParams:
+    """Everything that decides the content of a built MixInstruct."""
+
+    seed: int = 0
+    split_sizes: dict[str, int] = field(default_factory=lambda: {"train": 300, "val": 30, "test": 70})
+    pool: str | tuple = "default"
+    max_new_tokens: int = 64
+    generation_dtype: str = "bfloat16"
+    generation_batch_size: int = 16
+    retrieval_candidate: bool = True
+    encoder: str = "minilm-l6"
+    metrics: tuple[str, ...] = metrics_lib.DEFAULT_METRICS
+    bartscore_model: str = "smollm2-135m-instruct"
+    judge_backend: str = "logprob"  # "logprob" (in process) | "served" (local server) | "openai" (remote)
+    judge_model: str = "smollm2-135m-instruct"
+    judge_base_url: str | None = None
+    judge_splits: tuple[str, ...] = ("val", "test")
+    max_instruction_words: int | None = 400
+    max_output_words: int | None = 300
+
+    def __post_init__(self) -> None:
+        if self.judge_backend not in ("logprob", "served", "openai"):
+            raise ValueError(f"judge_backend must be 'logprob', 'served' or 'openai', got {self.judge_backend!r}")
+        unknown = [s for s in self.judge_splits if s not in self.split_sizes]
+        if unknown:
+            raise ValueError(f"judge_splits {unknown} are not splits of this build ({sorted(self.split_sizes)})")
+
+    def key(self) -> str:
+        """A short hash of the parameters: the built dataset is reused only when it matches."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+@dataclass
+class BuildReport:
+    params: dict[str, Any]
+    sizes: dict[str, int] = field(default_factory=dict)
+    removed_duplicates: int = 0
+    length_skips: list[tuple[str, str]] = field(default_factory=list)
+    empty_candidate_skips: list[tuple[str, str]] = field(default_factory=list)
+    generation: dict[str, dict[str, float]] = field(default_factory=dict)
+    metric_seconds: float = 0.0
+    metric_pairs_computed: int = 0
+    judge: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# stages
+
+
+def prepare_instructions(params: BuildParams, seeds: list[dict] | None = None) -> tuple[dict[str, list[dict]], BuildReport]:
+    """Seed instructions -> exact dedup -> length filters -> seeded stratified split."""
+    report = BuildReport(params=asdict(params))
+    examples = seeds if seeds is not None else data_lib.load_seed_instructions()
+    examples, report.removed_duplicates = data_lib.deduplicate(examples)
+    examples, report.length_skips = data_lib.filter_by_length(
+        examples, max_instruction_words=params.max_instruction_words, max_output_words=params.max_output_words
+    )
+    splits = data_lib.split_examples(examples, sizes=dict(params.split_sizes), seed=params.seed)
+    return splits, report
+
+
+def add_retrieval_candidate(splits: dict[str, list[dict]], encoder: str = "minilm-l6") -> None:
+    """A retrieval "LLM": answer with the reference of the most similar *training* instruction.
+
+    Training examples never retrieve themselves. It is a strong baseline where tasks repeat and
+    a useless one where they do not, which makes it an instructive pool member.
+    """
+    from .models import embed_texts, load_model
+
+    train = splits["train"]
+    if not train:
+        raise ValueError("the retrieval candidate needs a non-empty train split")
+    encoder_model = load_model(encoder, device="cpu")
+    query_text = lambda ex: f"{ex['instruction']}\n{ex.get('input', '')}".strip()  # noqa: E731
+    train_emb = embed_texts(encoder_model, [query_text(ex) for ex in train])
+    for name, part in splits.items():
+        if not part:
+            continue
+        sims = embed_texts(encoder_model, [query_text(ex) for ex in part]) @ train_emb.T
+        if name == "train":
+            sims.fill_diagonal_(-2.0)  # never retrieve yourself
+        nearest = sims.argmax(dim=1).tolist()
+        for ex, j in zip(part, nearest):
+            ex["candidates"] = [c for c in ex["candidates"] if c["model"] != RETRIEVAL_MODEL_NAME] + [
+                {
+                    "model": RETRIEVAL_MODEL_NAME,
+                    "decoding_method": "nearest-train-reference",
+                    "text": train[j]["output"],
+                    "n_tokens": 0,
+                    "scores": {},
+                }
+            ]
+
+
+def drop_examples_with_empty_candidates(splits: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """An empty generation cannot be scored or judged: drop its example, counted with a reason."""
+    skipped = []
+    for name, part in splits.items():
+        kept = []
+        for ex in part:
+            empty = [c["model"] for c in ex["candidates"] if not c["text"].strip()]
+            if empty:
+                skipped.append((ex["id"], f"empty candidate text from {', '.join(empty)}"))
+            else:
+                kept.append(ex)
+        splits[name] = kept
+    return skipped
+
+
+def _metric_id(metric: str, params: BuildParams) -> str:
+    if metric == "bertscore":
+        return f"bertscore:{params.encoder}"
+    if metric == "bartscore":
+        return f"bartscore:{params.bartscore_model}:ref->hyp"
+    return metric
+
+
+def score_with_cache(
+    examples: Sequence[dict],
+    params: BuildParams,
+    cache: JsonlCache,
+    *,
+    progress: bool = True,
+) -> tuple[int, float]:
+    """Fill every candidate's reference-metric scores, computing only pairs missing from the cache.
+
+    Returns (pairs computed, seconds). Scorers with a model load it only when needed.
+    """
+    pairs = [(c, ex["output"]) for ex in examples for c in ex["candidates"]]
+    computed, seconds = 0, 0.0
+    scorers: dict[str, Callable[[list[str], list[str]], list[float]]] = {
+        "bleu": metrics_lib.bleu,
+        "bertscore": lambda h, r: metrics_lib.BertScore(params.encoder)(h, r),
+        "bartscore": lambda h, r: metrics_lib.LogLikelihoodScorer(params.bartscore_model, dtype="bf16")(h, r),
+    }
+    for metric in params.metrics:
+        metric_id = _metric_id(metric, params)
+        keys = [hashlib.sha256(json.dumps([metric_id, c["text"], ref]).encode()).hexdigest() for c, ref in pairs]
+        missing = [i for i, k in enumerate(keys) if cache.get(k) is None]
+        if missing:
+            start = time.perf_counter()
+            hyps, refs = [pairs[i][0]["text"] for i in missing], [pairs[i][1] for i in missing]
+            if metric.startswith("rouge"):
+                values = [row[metric] for row in metrics_lib.rouge(hyps, refs)]
+            elif metric in scorers:
+                values = scorers[metric](hyps, refs)
+            else:
+                raise metrics_lib.MetricError(f"metric {metric!r} is not supported by the build; known: {metrics_lib.KNOWN_METRICS}")
+            cache.add_batch([{"key": keys[i], "metric": metric_id, "value": float(v)} for i, v in zip(missing, values)])
+            seconds += time.perf_counter() - start
+            computed += len(missing)
+        for (candidate, _), key in zip(pairs, keys):
+            candidate["scores"][metric] = cache.get(key)["value"]  # type: ignore[index]
+    return computed, seconds
+
+
+class LazyJudge:
+    """A judge built on first use: a fully cached run never loads a model or starts a server."""
+
+    def __init__(self, name: str, factory: Callable[[], Judge]) -> None:
+        self.name, self._factory, self._judge = name, factory, None
+        self.failures: list[str] = []
+
+    def judge(self, prompts: list[str]) -> list[Any]:
+        if self._judge is None:
+            self._judge = self._factory()
+        verdicts = self._judge.judge(prompts)
+        self.failures = list(getattr(self._judge, "failures", []))
+        return verdicts
+
+
+def make_judge(params: BuildParams) -> tuple[LazyJudge, Callable[[], None]]:
+    """The judge of a build and a function that releases what it holds (a local server)."""
+    from .models import load_model, resolve_model_path
+
+    server: list[LocalJudgeServer] = []
+    if params.judge_backend == "logprob":
+        factory = lambda: LogProbJudge(load_model(params.judge_model, dtype="bf16"))  # noqa: E731
+        name = f"logprob:{params.judge_model}"
+    elif params.judge_backend == "served":
+        folder, _ = resolve_model_path(params.judge_model)
+
+        def factory() -> Judge:
+            server.append(LocalJudgeServer(folder).__enter__())
+            return OpenAIJudge(folder, base_url=server[0].base_url, max_tokens=8, max_concurrency=2)
+
+        name = f"served:{params.judge_model}"
+    else:
+        factory = lambda: OpenAIJudge(params.judge_model, base_url=params.judge_base_url)  # noqa: E731
+        name = f"openai:{params.judge_model}"
+
+    def close() -> None:
+        for s in server:
+            s.stop()
+
+    return LazyJudge(name, factory), close
+
+
+# --------------------------------------------------------------------------------------------
+# the whole build
+
+
+def build_mixinstruct(
+    params: BuildParams,
+    *,
+    cache_dir: Path = DATA_DIR / "cache",
+    out_dir: Path = DATA_DIR / "mixinstruct",
+    seeds: list[dict] | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, list[dict]], BuildReport]:
+    """Run every stage (each cached) and save the dataset; returns the splits and a build report."""
+    start = time.perf_counter()
+    splits, report = prepare_instructions(params, seeds)
+    all_examples = [ex for part in splits.values() for ex in part]
+
+    pool = pool_configs(params.pool if isinstance(params.pool, str) else list(params.pool),
+                        max_new_tokens=params.max_new_tokens, seed=params.seed)
+    stats: dict[str, GenerationStats] = generate_candidates(
+        all_examples, pool, JsonlCache.open(cache_dir / "generations.jsonl"),
+        batch_size=params.generation_batch_size, dtype=params.generation_dtype, progress=progress,
+    )
+    report.generation = {
+        name: {"generated": s.generated, "from_cache": s.from_cache, "tokens": s.tokens,
+               "tokens_per_second": round(s.tokens_per_second, 1)}
+        for name, s in stats.items()
+    }
+    if params.retrieval_candidate:
+        add_retrieval_candidate(splits, params.encoder)
+    report.empty_candidate_skips = drop_examples_with_empty_candidates(splits)
+    all_examples = [ex for part in splits.values() for ex in part]
+
+    report.metric_pairs_computed, report.metric_seconds = score_with_cache(
+        all_examples, params, JsonlCache.open(cache_dir / "scores.jsonl"), progress=progress
+    )
+
+    judge, close = make_judge(params)
+    try:
+        judged = [ex for name in params.judge_splits for ex in splits[name]]
+        judge_stats: JudgeStats = judge_examples(
+            judged, judge, JsonlCache.open(cache_dir / "judgments.jsonl"), both_orders=True, progress=progress
+        )
+    finally:
+        close()
+    report.judge = {
+        "name": judge.name, "splits": list(params.judge_splits), "requests": judge_stats.requests,
+        "from_cache": judge_stats.from_cache, "unparseable": judge_stats.unparseable,
+        "pairs": judge_stats.pairs, "pairs_without_verdict": judge_stats.pairs_without_verdict,
+        "position_consistency": judge_stats.consistency, "first_position_rate": judge_stats.first_position_rate,
+        "seconds": round(judge_stats.seconds, 1), "failures": judge_stats.failures[:20],
+    }
+    report.sizes = {name: len(part) for name, part in splits.items()}
+    report.seconds = time.perf_counter() - start
+    save_build(splits, report, params, out_dir)
+    return splits, report
+
+
+def save_build(splits: dict[str, list[dict]], report: BuildReport, params: BuildParams, out_dir: Path) -> None:
+    """The dataset (JSONL + HF copy), the build report and a dataset card."""
+    data_lib.save_splits(splits, out_dir)
+    atomic_write_json(out_dir / "build.json", {"key": params.key(), "report": _jsonable(asdict(report))})
+    atomic_write_text(out_dir / "README.md", dataset_card(splits, report))
+
+
+def load_build(out_dir: Path = DATA_DIR / "mixinstruct") -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Load a saved build: its splits and its build record (key + report)."""
+    record_path = out_dir / "build.json"
+    if not record_path.exists():
+        raise FileNotFoundError(f"no built MixInstruct at {out_dir}: run notebooks/01_build_mixinstruct.ipynb first")
+    return data_lib.load_splits(out_dir), json.loads(record_path.read_text(encoding="utf-8"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def dataset_card(splits: dict[str, list[dict]], report: BuildReport) -> str:
+    """A short Markdown card: sources, models, sizes, judge."""
+    models = [c["model"] for c in next(ex for part in splits.values() for ex in part)["candidates"]]
+    methods = {c["model"]: c["decoding_method"] for part in splits.values() for ex in part for c in ex["candidates"]}
+    lines = [
+        "# Mini MixInstruct (Blender Book, default profile)",
+        "",
+        "Built by `notebooks/01_build_mixinstruct.ipynb` from the project's own seed instructions",
+        "(`data/seed_instructions.jsonl`, written for this project). Schema: the published",
+        "`llm-blender/mix-instruct` JSONL, plus `cmp_results_raw` (the judge's verdict per ordered pair).",
+        "",
+        "| split | examples |",
+        "|---|---|",
+        *[f"| {name} | {size} |" for name, size in report.sizes.items()],
+        "",
+        "Candidates (model: decoding method):",
+        "",
+        *[f"- `{m}`: {methods[m]}" for m in models],
+        "",
+        f"Metrics: {', '.join(report.params['metrics'])}.",
+        f"Judge: `{report.judge.get('name')}` on splits {report.judge.get('splits')}, both orders per pair;",
+        f"{report.judge.get('unparseable')} unparseable verdicts of {report.judge.get('requests')};",
+        f"position consistency {_fmt(report.judge.get('position_consistency'))}.",
+        f"Dropped: {report.removed_duplicates} duplicates, {len(report.length_skips)} by length,",
+        f"{len(report.empty_candidate_skips)} with an empty candidate.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.3f}"

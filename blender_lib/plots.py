@@ -1,0 +1,32 @@
+"""Seaborn figures used by the chapters (each returns its Axes; notebooks only show them)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+
+def heatmap(table: pd.DataFrame, *, title: str, fmt: str = ".2f", cmap: str = "vlag", center: float | None = 0.5):
+    """An annotated heatmap of a square model x model table."""
+    size = max(4.0, 0.75 * len(table) + 1.5)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, center=center, square=True, cbar=False, ax=ax)
+    ax.set_title(title)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return ax
+
+
+def bar(series: pd.Series, *, title: str, xlabel: str, color: str = "C0"):
+    """A horizontal bar chart of one value per model, largest first."""
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(series) + 1.2))
+    ordered = series.sort_values()
+    ax.barh(ordered.index, ordered.values, color=color)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    for y, value in enumerate(ordered.values):
+        ax.text(value, y, f" {value:.2f}", va="center", fontsize=9)
+    fig.tight_layout()
+    return ax

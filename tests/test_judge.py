@@ -1,0 +1,98 @@
+"""GPT-Rank: prompt, reply parsing, order debiasing, ranks, a real in-process judge and a real local server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blender_lib import judge as J
+from blender_lib.io import JsonlCache
+from blender_lib.models import load_model, resolve_model_path
+
+
+@pytest.mark.parametrize(
+    "reply, label",
+    [
+        ("1. A is better", "A is better"),
+        ("2. B is better", "B is better"),
+        ("Answer: Same good", "Same good"),
+        ("4. same bad", "Same bad"),
+        ("3", "Same good"),
+        ("B.", "B is better"),
+        ("", None),
+        ("I cannot decide.", None),
+        ("A is better... no, B is better", None),  # two labels: ambiguous, never guessed
+        ('{"truncated": ', None),
+    ],
+)
+def test_parse_verdict(reply, label):
+    assert J.parse_verdict(reply) == label
+
+
+def test_prompt_rejects_empty_texts():
+    assert "Candidate A: x" in J.judge_prompt("Do it", "", "x", "y")
+    with pytest.raises(J.JudgeError, match="candidate B"):
+        J.judge_prompt("Do it", "", "x", "  ")
+
+
+def test_combining_both_orders_removes_position_bias():
+    # The judge always prefers the first position: the two orders cancel into a tie.
+    assert J.combine_verdicts("A is better", "A is better") == "Same good"
+    # Consistent verdicts survive mirroring.
+    assert J.combine_verdicts("A is better", "B is better") == "A is better"
+    assert J.combine_verdicts("Same bad", "Same bad") == "Same bad"
+    assert J.combine_verdicts(None, "B is better") == "A is better"
+    assert J.combine_verdicts(None, None) is None
+
+
+def test_gpt_rank_matrix_scores_and_shared_ranks():
+    models = ["a", "b", "c"]
+    cmp = {"a,b": "A is better", "a,c": "Same good", "b,c": "Same bad"}
+    m = J.comparison_matrix(cmp, models)
+    assert m[0, 1] == 1 and m[1, 0] == -1 and m[0, 2] == m[2, 0] == 0.5 and m[1, 2] == m[2, 1] == -0.5
+    np.testing.assert_allclose(J.gpt_rank_scores(cmp, models), [1.5, -1.5, 0.0])
+    assert list(J.ranks_from_scores(np.array([2.0, 2.0, 1.0, 0.0]))) == [1, 1, 3, 4]  # ties share the better rank
+    with pytest.raises(J.JudgeError, match="not a candidate"):
+        J.comparison_matrix({"a,z": "A is better"}, models)
+    with pytest.raises(J.JudgeError, match="unknown comparison label"):
+        J.comparison_matrix({"a,b": "A wins"}, models)
+
+
+def _example(make_example, texts):
+    return make_example("q1", models=["m1", "m2", "m3"], texts=texts)
+
+
+def test_fewer_than_two_candidates_is_an_error(make_example, tmp_path):
+    ex = make_example("solo", models=["m1"], texts=["only"])
+    with pytest.raises(J.JudgeError, match="at least 2"):
+        J.judge_examples([ex], J.LogProbJudge.__new__(J.LogProbJudge), JsonlCache.open(tmp_path / "j.jsonl"))
+
+
+@pytest.mark.slow
+def test_logprob_judge_judges_both_orders_and_resumes_from_cache(make_example, tmp_path):
+    judge = J.LogProbJudge(load_model("smollm2-135m-instruct", device="cpu", dtype="bf16"), batch_size=4)
+    ex = _example(make_example, ["Paris is the capital of France.", "I like turtles.", "Paris."])
+    cache = JsonlCache.open(tmp_path / "judge.jsonl")
+    stats = J.judge_examples([ex], judge, cache, progress=False)
+    assert stats.requests == 6 and stats.from_cache == 0 and stats.unparseable == 0
+    assert set(ex["cmp_results"]) == {"m1,m2", "m1,m3", "m2,m3"} and len(ex["cmp_results_raw"]) == 6
+    assert set(ex["cmp_results"].values()) <= set(J.LABELS)
+    again = _example(make_example, ["Paris is the capital of France.", "I like turtles.", "Paris."])
+    stats = J.judge_examples([again], judge, JsonlCache.open(tmp_path / "judge.jsonl"), progress=False)
+    assert stats.from_cache == 6 and again["cmp_results"] == ex["cmp_results"]
+    assert sorted(J.gpt_ranks(ex).values())[0] == 1
+
+
+@pytest.mark.slow
+def test_local_server_binds_loopback_answers_and_always_stops(make_example, tmp_path):
+    folder, _ = resolve_model_path("smollm2-135m-instruct")
+    server = J.LocalJudgeServer(folder)
+    with pytest.raises(RuntimeError, match="boom"):
+        with server:
+            assert server.base_url.startswith("http://127.0.0.1:")
+            judge = J.OpenAIJudge(folder, base_url=server.base_url, max_tokens=4, max_concurrency=1)
+            verdicts = judge.judge([J.judge_prompt("What is 2+2?", "", "4", "5")])
+            assert len(verdicts) == 1 and isinstance(verdicts[0].raw, str) and not judge.failures
+            process = server.process
+            raise RuntimeError("boom")  # a failing cell: the server must still stop
+    assert process.poll() is not None and server.process is None
