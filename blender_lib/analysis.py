@@ -167,3 +167,13 @@ def verdict_distribution(examples: Sequence[dict]) -> pd.DataFrame:
             key = label or "unparseable"
             raw[key] = raw.get(key, 0) + 1
     return pd.DataFrame({"combined (both orders)": pd.Series(combined), "raw (one order)": pd.Series(raw)}).fillna(0).astype(int)
+
+
+def top_model_summary(shares: pd.DataFrame, top_model: str, metric: str) -> str:
+    """One sentence: how often the model that is best on average is ranked first by ``metric``."""
+    column = f"ranked first by {metric}"
+    best_share = shares.loc[top_model, column]
+    others = shares[column].drop(top_model)
+    return (f"{top_model} has the best mean {metric}, yet it is ranked first on only {best_share:.0%} of the "
+            f"examples; the other models together take the top spot on the rest "
+            f"(the best of them, {others.idxmax()}, on {others.max():.0%}).")

@@ -170,6 +170,21 @@ class TransformersBackend:
         return results
 
 
+def openai_client(base_url: str | None, api_key: str | None, *, timeout: float, max_retries: int) -> Any:
+    """An ``openai`` client for OpenAI (base_url None) or any compatible server (vLLM, a local one).
+
+    Local servers need no key; the client's own retries back off on 429/5xx and dropped connections.
+    """
+    from openai import OpenAI
+
+    return OpenAI(
+        base_url=base_url,
+        api_key=api_key or os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers"),
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible server through the ``openai`` client, with bounded concurrency.
 
@@ -186,14 +201,7 @@ class OpenAIBackend:
         timeout: float = 60.0,
         max_retries: int = 3,
     ) -> None:
-        from openai import OpenAI
-
-        self.client = OpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers"),
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        self.client = openai_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
         self.max_concurrency = max_concurrency
 
     def _one(self, message: str, config: CandidateConfig) -> Generation:

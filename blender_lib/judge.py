@@ -193,14 +193,9 @@ class OpenAIJudge:
         timeout: float = 120.0,
         max_retries: int = 3,
     ) -> None:
-        from openai import OpenAI
+        from .generate import openai_client
 
-        self.client = OpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY", "not-needed-for-local-servers"),
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        self.client = openai_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
         self.model, self.max_tokens, self.max_concurrency = model, max_tokens, max_concurrency
         self.name = f"openai:{model}"
         self.failures: list[str] = []
@@ -479,3 +474,16 @@ def known_answer_accuracy(
         result[f"prefers reference ({kind})"] = sum(v == "A is better" for v in verdicts) / len(verdicts)
         result[f"tie ({kind})"] = sum(v in ("Same good", "Same bad") for v in verdicts) / len(verdicts)
     return result
+
+
+def judge_reliability_summary(known: dict[str, float], *, trusted_at: float = 0.8) -> str:
+    """One sentence on whether a judge's known-answer accuracy lets its GPT-Rank be read as quality."""
+    non_answer = known["prefers reference (non-answer)"]
+    unrelated = known["prefers reference (unrelated reference)"]
+    if min(non_answer, unrelated) >= trusted_at:
+        return (f"The judge prefers the reference over a non-answer in {non_answer:.0%} and over an unrelated "
+                f"answer in {unrelated:.0%} of known-answer pairs: its GPT-Rank can be read as a quality signal.")
+    return (f"The judge prefers the reference over a non-answer in only {non_answer:.0%} and over an unrelated "
+            f"answer in only {unrelated:.0%} of known-answer pairs (trusted at >= {trusted_at:.0%}): it cannot tell "
+            f"a right answer from a wrong one, so the GPT-Rank it produces here is noise, not quality. "
+            f"Read quality from the reference metrics in this profile, and from GPT-4 judgments in chapter 6.")

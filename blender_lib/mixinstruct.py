@@ -289,8 +289,18 @@ def build_mixinstruct(
 def save_build(splits: dict[str, list[dict]], report: BuildReport, params: BuildParams, out_dir: Path) -> None:
     """The dataset (JSONL + HF copy), the build report and a dataset card."""
     data_lib.save_splits(splits, out_dir)
-    atomic_write_json(out_dir / "build.json", {"key": params.key(), "report": _jsonable(asdict(report))})
+    atomic_write_json(out_dir / "build.json", {"key": params.key(), "report": _jsonable(stable_record(report))})
     atomic_write_text(out_dir / "README.md", dataset_card(splits, report))
+
+
+def stable_record(report: BuildReport) -> dict[str, Any]:
+    """The report without what differs between a first build and a cached rebuild (timings, work
+    done), so the saved dataset only changes when its content does."""
+    record = asdict(report)
+    for volatile in ("seconds", "metric_seconds", "metric_pairs_computed", "generation"):
+        record.pop(volatile)
+    record["judge"] = {k: v for k, v in record["judge"].items() if k not in ("seconds", "from_cache")}
+    return record
 
 
 def load_build(out_dir: Path = DATA_DIR / "mixinstruct") -> tuple[dict[str, list[dict]], dict[str, Any]]:

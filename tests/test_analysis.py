@@ -52,3 +52,9 @@ def test_verdict_distribution_counts_unparseable(judged_examples):
     table = analysis.verdict_distribution(judged_examples)
     assert table.loc["unparseable", "raw (one order)"] == 1
     assert table["combined (both orders)"].sum() == 6
+
+
+def test_top_model_summary_names_the_top_share(judged_examples):
+    shares = analysis.top1_shares(judged_examples, by="bleu").to_frame()
+    sentence = analysis.top_model_summary(shares, "good", "bleu")
+    assert "good has the best mean bleu" in sentence and "50%" in sentence

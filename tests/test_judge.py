@@ -96,3 +96,19 @@ def test_local_server_binds_loopback_answers_and_always_stops(make_example, tmp_
             process = server.process
             raise RuntimeError("boom")  # a failing cell: the server must still stop
     assert process.poll() is not None and server.process is None
+
+
+def test_reliability_summary_says_noise_below_the_threshold():
+    noisy = {"prefers reference (non-answer)": 0.1, "prefers reference (unrelated reference)": 0.15}
+    assert "noise" in J.judge_reliability_summary(noisy)
+    good = {"prefers reference (non-answer)": 0.95, "prefers reference (unrelated reference)": 0.9}
+    assert "can be read as a quality signal" in J.judge_reliability_summary(good)
+
+
+def test_known_answer_pairs_pit_the_reference_against_wrong_answers(make_example):
+    examples = [make_example(f"e{i}", output=f"reference {i}") for i in range(4)]
+    pairs = J.known_answer_pairs(examples, n=2, seed=0)
+    assert len(pairs) == 4 and {p["kind"] for p in pairs} == {"non-answer", "unrelated reference"}
+    for p in pairs:
+        reference, wrong = p["candidates"]
+        assert reference["text"] == p["output"] and wrong["text"] != p["output"]
