@@ -1,0 +1,814 @@
+"""PairRanker (LLM-Blender, Jiang, Ren & Lin, ACL 2023): which of two candidates answers better?
+
+A cross-encoder reads the instruction and two candidates *together*::
+
+    <source> x <candidate1> y_i <candidate2> y_j
+
+and a small head on the hidden states at the three added special tokens gives one score per
+Q-metric (BLEU, ROUGE-L, BERTScore, ...) for each candidate:
+
+    s_i = head([h_src; h_ci])    s_j = head([h_src; h_cj])    logit(i beats j) = mean_m (s_i - s_j)
+    loss = mean over metrics m with a non-zero Δ_m of  -log σ(sign(Δ_m) · (s_i,m - s_j,m)),
+           Δ_m = metric_m(y_i) - metric_m(y_j)
+
+Training draws ``pairs_per_input`` random candidate pairs per input each epoch, in a random
+left/right order. At inference the pairs of N candidates fill a comparison matrix
+M[i, j] = logit that i beats j (both orders are run, so M is not forced antisymmetric), which
+*max-logits*, *max-wins* or a single *bubble* pass turn into a ranking or a winner.
+
+Budgets: the source (instruction + input) keeps its first ``source_max_length`` tokens and each
+candidate its first ``candidate_max_length`` tokens; longer texts are truncated, never rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .io import atomic_write_json
+from .judge import ranks_from_scores
+from .models import load_model, resolve_device, resolve_dtype, resolve_model_path
+
+SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
+RANKER_FILE = "pairranker.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "state.json"
+AGGREGATIONS = ("max_logits", "max_wins", "bubble")
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class PairRankerConfig:
+    """Everything that decides a trained PairRanker. Paper: DeBERTa-v3-large, lr 1e-5, 5 pairs/input."""
+
+    backbone: str = "minilm-l6"  # any name blender_lib.models.load_model resolves to an encoder
+    metrics: tuple[str, ...] = ("bleu", "rougeL", "bertscore")  # Q-metrics: one head output each
+    source_max_length: int = 128
+    candidate_max_length: int = 128
+    pairs_per_input: int = 5
+    lr: float = 5e-5  # MiniLM; the paper's 1e-5 is for DeBERTa-v3-large
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    epochs: int = 3
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = 32
+    seed: int = 42
+    head_dropout: float = 0.1
+    hidden_dropout: float | None = None  # None keeps the backbone's own
+    attention_dropout: float | None = 0.0  # attention dropout forces a slower attention path: ~2x CPU time
+    bf16: bool = True  # bf16 autocast (training and inference) where the device supports it
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
+        if not self.metrics or len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"metrics must be a non-empty list of distinct names, got {self.metrics}")
+        for name in ("source_max_length", "candidate_max_length", "pairs_per_input", "epochs", "batch_size",
+                     "grad_accum_steps", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> PairRankerConfig:
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown PairRanker parameter(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**values)
+
+    def key(self, *, ignore: Sequence[str] = ()) -> str:
+        """A short hash of the fields (a resumed run may change ``epochs`` and nothing else)."""
+        values = {k: v for k, v in asdict(self).items() if k not in ignore}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# input format: [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP]
+
+
+def source_text(example: Mapping[str, Any]) -> str:
+    """The source the ranker reads: instruction, then the input on its own line when present."""
+    instruction = (example.get("instruction") or "").strip()
+    extra = (example.get("input") or "").strip()
+    return f"{instruction}\n{extra}" if extra else instruction
+
+
+class PairFormatter:
+    """Token ids and special-token positions for (source, candidate_i, candidate_j) triples."""
+
+    def __init__(self, tokenizer: Any, source_max_length: int, candidate_max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.budgets = {"source": source_max_length, "candidate": candidate_max_length}
+        self.special_ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in self.special_ids:
+            raise ValueError(f"the tokenizer lacks the PairRanker tokens {SPECIAL_TOKENS}; build it with from_backbone")
+        # The backbone's own framing ([CLS] ... [SEP] for BERT/DeBERTa, <s> ... </s> for RoBERTa).
+        first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.prefix = [] if first is None else [first]
+        self.suffix = [] if last is None else [last]
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.tokens = lru_cache(maxsize=1 << 16)(self._tokens)  # a text recurs in many pairs
+
+    @property
+    def max_length(self) -> int:
+        return len(self.prefix) + 3 + self.budgets["source"] + 2 * self.budgets["candidate"] + len(self.suffix)
+
+    def _tokens(self, text: str, part: str) -> tuple[int, ...]:
+        """The first `budget` tokens of a text (longer texts are truncated, by design). Texts are
+        data, never markup: a literal "<source>" or "[SEP]" in them is split into plain tokens."""
+        ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.budgets[part],
+                             split_special_tokens=True)["input_ids"]
+        return tuple(ids)
+
+    def encode(self, source: str, cand_i: str, cand_j: str) -> tuple[list[int], tuple[int, int, int]]:
+        """Token ids and the positions of <source>, <candidate1>, <candidate2> (computed, not searched for)."""
+        src, ci, cj = self.tokens(source, "source"), self.tokens(cand_i, "candidate"), self.tokens(cand_j, "candidate")
+        p_src = len(self.prefix)
+        p_ci = p_src + 1 + len(src)
+        p_cj = p_ci + 1 + len(ci)
+        s, c1, c2 = self.special_ids
+        ids = [*self.prefix, s, *src, c1, *ci, c2, *cj, *self.suffix]
+        return ids, (p_src, p_ci, p_cj)
+
+    def collate(self, encoded: Sequence[tuple[list[int], tuple[int, int, int]]]) -> dict[str, torch.Tensor]:
+        """Pad to the longest pair of *this* batch (dynamic padding), right side."""
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, (ids, _) in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+        positions = torch.tensor([pos for _, pos in encoded], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "positions": positions}
+
+
+# --------------------------------------------------------------------------------------------
+# model and loss
+
+
+class PairRankerModel(nn.Module):
+    """Encoder backbone + a 2-layer head on [h_src; h_c] giving one score per Q-metric."""
+
+    def __init__(self, encoder: nn.Module, tokenizer: Any, config: PairRankerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.formatter = PairFormatter(tokenizer, config.source_max_length, config.candidate_max_length)
+        limit = getattr(encoder.config, "max_position_embeddings", None)
+        if limit is not None and self.formatter.max_length > limit:
+            raise ValueError(f"source_max_length + 2 x candidate_max_length + 5 = {self.formatter.max_length} tokens "
+                             f"exceeds the backbone's {limit} positions; lower the budgets")
+        hidden = encoder.config.hidden_size
+        self.head = nn.Sequential(  # the official head: dropout, Linear(2H, H), tanh, dropout, Linear(H, n_metrics)
+            nn.Dropout(config.head_dropout), nn.Linear(2 * hidden, hidden), nn.Tanh(),
+            nn.Dropout(config.head_dropout), nn.Linear(hidden, len(config.metrics)),
+        )
+
+    @classmethod
+    def from_backbone(cls, config: PairRankerConfig, *, device: str | torch.device = "cpu") -> PairRankerModel:
+        """A fresh ranker: pretrained encoder, three added special tokens, a seeded random head."""
+        from transformers import AddedToken, AutoConfig
+
+        path, _ = resolve_model_path(config.backbone)
+        encoder_config = AutoConfig.from_pretrained(path)
+        for name, value in (("attention_probs_dropout_prob", config.attention_dropout),
+                            ("attention_dropout", config.attention_dropout),
+                            ("hidden_dropout_prob", config.hidden_dropout)):
+            if value is not None and hasattr(encoder_config, name):  # must be set before the modules are built
+                setattr(encoder_config, name, value)
+        loaded = load_model(config.backbone, kind="encoder", device=device, dtype="float32", config=encoder_config)
+        tokenizer = loaded.tokenizer
+        new_tokens = [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]
+        tokenizer.add_tokens(new_tokens, special_tokens=True)
+        torch.manual_seed(config.seed)  # new embedding rows and the head are random: seed them
+        loaded.model.resize_token_embeddings(len(tokenizer))
+        return cls(loaded.model, tokenizer, config).to(loaded.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-metric scores (s_i, s_j), each [batch, n_metrics], for the candidates in slots 1 and 2."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        h = hidden[torch.arange(len(positions), device=hidden.device)[:, None], positions]  # [B, 3, H]
+        s_i = self.head(torch.cat([h[:, 0], h[:, 1]], dim=-1))
+        s_j = self.head(torch.cat([h[:, 0], h[:, 2]], dim=-1))
+        return s_i.float(), s_j.float()
+
+    # -- persistence: one folder = ranker config + encoder config + safetensors + tokenizer
+
+    def _write(self, folder: Path) -> None:
+        from safetensors.torch import save_model
+
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / RANKER_FILE, {"format": 1, "config": asdict(self.config)})
+        self.encoder.config.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        save_model(self, str(folder / WEIGHTS_FILE))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the whole folder beside the target, then swap it in: never a half-written ranker."""
+        target = Path(path)
+        staging = target.with_name(f".{target.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        self._write(staging)
+        _replace_dir(staging, target)
+        return target
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "auto",
+                        dtype: str | torch.dtype | None = "float32") -> PairRankerModel:
+        """Load a saved ranker (no download: the encoder is rebuilt from the saved config)."""
+        from safetensors.torch import load_model as load_weights
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        folder = _existing_dir(Path(path))
+        meta = json.loads((folder / RANKER_FILE).read_text(encoding="utf-8"))
+        config = PairRankerConfig.from_dict(meta["config"])
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder))
+        ranker = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
+        load_weights(ranker, str(folder / WEIGHTS_FILE))
+        torch_device = resolve_device(device)
+        return ranker.to(device=torch_device, dtype=resolve_dtype(dtype, torch_device)).eval()
+
+
+def pair_logits(s_i: torch.Tensor, s_j: torch.Tensor) -> torch.Tensor:
+    """Logit that candidate i beats candidate j: the mean over metrics of s_i - s_j."""
+    return (s_i - s_j).mean(dim=-1)
+
+
+def pair_loss(s_i: torch.Tensor, s_j: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Mean over (pair, metric) terms of -log σ(sign(Δ) (s_i - s_j)); terms with Δ = 0 carry no
+    preference and are left out (a batch of nothing but ties gives 0)."""
+    sign = torch.sign(delta)
+    keep = sign != 0
+    terms = -F.logsigmoid(sign * (s_i - s_j))
+    return (terms * keep).sum() / keep.sum().clamp(min=1)
+
+
+# --------------------------------------------------------------------------------------------
+# inference: pair logits -> comparison matrices -> aggregation
+
+
+def _check_inputs(sources: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> None:
+    if len(sources) != len(candidate_lists):
+        raise ValueError(f"got {len(sources)} instructions but {len(candidate_lists)} candidate lists")
+    for n, (source, candidates) in enumerate(zip(sources, candidate_lists)):
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"instruction {n} is empty")
+        if isinstance(candidates, str) or len(candidates) == 0:
+            raise ValueError(f"input {n} needs a list of at least one candidate, got {candidates!r}")
+        for k, text in enumerate(candidates):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"candidate {k} of input {n} is empty")
+
+
+@torch.inference_mode()
+def score_pairs(ranker: PairRankerModel, triples: Sequence[tuple[str, str, str]], *, batch_size: int = 32,
+                progress: bool = False) -> np.ndarray:
+    """Logit that a beats b for every (source, a, b).
+
+    Identical triples run once (so identical inputs get bit-identical logits), and pairs are
+    sorted by length before batching so each batch pads to about its own length."""
+    unique = list(dict.fromkeys(triples))
+    encoded = [ranker.formatter.encode(*t) for t in unique]
+    order = sorted(range(len(unique)), key=lambda k: len(encoded[k][0]))
+    logits = np.zeros(len(unique))
+    was_training, device = ranker.training, ranker.device
+    ranker.eval()
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=ranker.config.bf16):
+            for start in tqdm(range(0, len(order), batch_size), desc="pairs", disable=not progress):
+                idx = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in ranker.formatter.collate([encoded[k] for k in idx]).items()}
+                logits[idx] = pair_logits(*ranker(**batch)).cpu().numpy()
+    finally:
+        ranker.train(was_training)
+    lookup = dict(zip(unique, logits))
+    return np.array([lookup[t] for t in triples], dtype=float)
+
+
+def _matrices(ranker: PairRankerModel, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              batch_size: int = 32, progress: bool = False) -> list[np.ndarray]:
+    """The comparison matrix of every input, all pairs of all inputs batched together."""
+    _check_inputs(sources, candidate_lists)
+    triples = [(s, c[i], c[j]) for s, c in zip(sources, candidate_lists)
+               for i in range(len(c)) for j in range(len(c)) if i != j]
+    logits = score_pairs(ranker, triples, batch_size=batch_size, progress=progress) if triples else np.zeros(0)
+    matrices, at = [], 0
+    for c in candidate_lists:
+        n = len(c)
+        m = np.zeros((n, n))
+        m[~np.eye(n, dtype=bool)] = logits[at : at + n * (n - 1)]  # row-major, the order of `triples`
+        matrices.append(m)
+        at += n * (n - 1)
+    return matrices
+
+
+def comparison_matrix(ranker: PairRankerModel, example_or_source: Mapping[str, Any] | str,
+                      candidates: Sequence[str] | None = None, *, batch_size: int = 32) -> np.ndarray:
+    """N x N matrix M[i, j] = logit that candidate i beats j (i in slot 1), both orders, diagonal 0.
+
+    Pass a MixInstruct example, or a source text and its candidate texts."""
+    if isinstance(example_or_source, Mapping):
+        source = source_text(example_or_source)
+        candidates = [c["text"] for c in example_or_source["candidates"]] if candidates is None else candidates
+    else:
+        source = example_or_source
+    if candidates is None:
+        raise ValueError("pass the candidate texts (or a MixInstruct example that holds them)")
+    return _matrices(ranker, [source], [list(candidates)], batch_size=batch_size)[0]
+
+
+def max_logits(m: np.ndarray) -> np.ndarray:
+    """Score_i = Σ_j (M[i, j] - M[j, i]): margins, both orders."""
+    m = np.asarray(m, dtype=float)
+    return (m - m.T).sum(axis=1)
+
+
+def max_wins(m: np.ndarray) -> np.ndarray:
+    """Score_i = number of wins, counted in both orders as the official code does:
+    #{j: M[i, j] > 0} (won from slot 1) + #{j: M[j, i] < 0} (won from slot 2)."""
+    m = np.where(np.eye(len(m), dtype=bool), 0.0, np.asarray(m, dtype=float))  # no self-comparisons
+    return ((m > 0).sum(axis=1) + (m < 0).sum(axis=0)).astype(float)
+
+
+def bubble_winner(m: np.ndarray) -> int:
+    """One bubble pass over a known matrix: the challenger k replaces the incumbent w only when
+    M[k, w] - M[w, k] > 0 (a tie keeps the incumbent). N - 1 comparisons."""
+    m = np.asarray(m, dtype=float)
+    winner = 0
+    for k in range(1, len(m)):
+        if m[k, winner] - m[winner, k] > 0:
+            winner = k
+    return winner
+
+
+def _bubble_many(ranker: PairRankerModel, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+                 batch_size: int = 32) -> tuple[list[int], list[int]]:
+    """Bubble passes of many inputs at once: round k compares candidate k with each input's incumbent."""
+    _check_inputs(sources, candidate_lists)
+    winners = [0] * len(sources)
+    for k in range(1, max(len(c) for c in candidate_lists)):
+        active = [n for n, c in enumerate(candidate_lists) if k < len(c)]
+        triples = []
+        for n in active:
+            c, w = candidate_lists[n], winners[n]
+            triples += [(sources[n], c[k], c[w]), (sources[n], c[w], c[k])]
+        logits = score_pairs(ranker, triples, batch_size=batch_size)
+        for a, n in enumerate(active):
+            if logits[2 * a] - logits[2 * a + 1] > 0:
+                winners[n] = k
+    return winners, [len(c) - 1 for c in candidate_lists]
+
+
+def bubble(ranker: PairRankerModel, source: str, candidates: Sequence[str], *, batch_size: int = 32) -> tuple[int, int]:
+    """(winner index, comparisons used) of one bubble pass: N - 1 comparisons, each run in both
+    orders (so 2(N - 1) model passes). N = 1 needs no comparison."""
+    winners, used = _bubble_many(ranker, [source], [list(candidates)], batch_size=batch_size)
+    return winners[0], used[0]
+
+
+def _aggregate(m: np.ndarray, aggregation: str) -> np.ndarray:
+    if aggregation == "max_logits":
+        return max_logits(m)
+    if aggregation == "max_wins":
+        return max_wins(m)
+    raise ValueError(f"unknown aggregation {aggregation!r} for a full ranking; use 'max_logits' or 'max_wins' "
+                     f"('bubble' only finds a winner: use best_of_n)")
+
+
+# -- the public API, in the spirit of the official llm-blender one
+
+
+def compare(ranker: PairRankerModel, instructions: Sequence[str], candidates_a: Sequence[str],
+            candidates_b: Sequence[str], *, batch_size: int = 32) -> list[bool]:
+    """True where A is better than B: M[a, b] - M[b, a] > 0 (both orders; an exact tie is False)."""
+    if not len(instructions) == len(candidates_a) == len(candidates_b):
+        raise ValueError("instructions, candidates_a and candidates_b must have the same length")
+    _check_inputs(instructions, [[a, b] for a, b in zip(candidates_a, candidates_b)])
+    triples = [t for s, a, b in zip(instructions, candidates_a, candidates_b) for t in ((s, a, b), (s, b, a))]
+    logits = score_pairs(ranker, triples, batch_size=batch_size)
+    return [bool(logits[2 * n] - logits[2 * n + 1] > 0) for n in range(len(instructions))]
+
+
+def rank(ranker: PairRankerModel, instructions: Sequence[str], candidates_lists: Sequence[Sequence[str]], *,
+         aggregation: str = "max_logits", batch_size: int = 32, return_scores: bool = False,
+         progress: bool = False) -> list[list[int]] | list[list[float]]:
+    """Ranks per input (1 = best; ties share the better rank), or the aggregated scores."""
+    _aggregate(np.zeros((1, 1)), aggregation)  # reject a bad name before any model work
+    matrices = _matrices(ranker, instructions, candidates_lists, batch_size=batch_size, progress=progress)
+    scores = [_aggregate(m, aggregation) for m in matrices]
+    if return_scores:
+        return [s.tolist() for s in scores]
+    return [ranks_from_scores(s).tolist() for s in scores]
+
+
+def best_of_n(ranker: PairRankerModel, instructions: Sequence[str], candidates_lists: Sequence[Sequence[str]], *,
+              aggregation: str = "max_logits", batch_size: int = 32) -> list[int]:
+    """Index of the chosen candidate per input. 'bubble' costs N - 1 comparisons, the others N(N - 1)."""
+    if aggregation == "bubble":
+        return _bubble_many(ranker, instructions, candidates_lists, batch_size=batch_size)[0]
+    scores = rank(ranker, instructions, candidates_lists, aggregation=aggregation, batch_size=batch_size,
+                  return_scores=True)
+    return [int(np.argmax(s)) for s in scores]  # first of equals, like bubble's tie rule
+
+
+def reference_rewards_many(ranker: PairRankerModel, instructions: Sequence[str],
+                           candidates_lists: Sequence[Sequence[str]], references: Sequence[str], *,
+                           batch_size: int = 32) -> list[np.ndarray]:
+    """Per candidate, a scalar reward: its logit against the reference, averaged over both
+    orders, (M[c, ref] - M[ref, c]) / 2. Positive = judged better than the reference."""
+    _check_inputs(instructions, candidates_lists)
+    for n, ref in enumerate(references):
+        if not isinstance(ref, str) or not ref.strip():
+            raise ValueError(f"reference {n} is empty: a reference reward needs a reference")
+    if len(references) != len(instructions):
+        raise ValueError(f"got {len(instructions)} instructions but {len(references)} references")
+    triples = [t for s, cands, ref in zip(instructions, candidates_lists, references) for c in cands
+               for t in ((s, c, ref), (s, ref, c))]
+    logits = score_pairs(ranker, triples, batch_size=batch_size)
+    rewards, at = [], 0
+    for cands in candidates_lists:
+        chunk = logits[at : at + 2 * len(cands)]
+        rewards.append((chunk[0::2] - chunk[1::2]) / 2)
+        at += 2 * len(cands)
+    return rewards
+
+
+def reference_rewards(ranker: PairRankerModel, instruction: str, candidates: Sequence[str], reference: str, *,
+                      batch_size: int = 32) -> np.ndarray:
+    """Rewards of one input's candidates against its reference (see reference_rewards_many)."""
+    return reference_rewards_many(ranker, [instruction], [list(candidates)], [reference], batch_size=batch_size)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation against the reference metrics
+
+
+def metric_table(example: Mapping[str, Any], metrics: Sequence[str]) -> np.ndarray:
+    """[N, n_metrics] scores of an example's candidates; a clear error for a missing or bad one."""
+    rows = []
+    for k, cand in enumerate(example["candidates"]):
+        scores = cand.get("scores") or {}
+        missing = [m for m in metrics if scores.get(m) is None]
+        if missing:
+            raise ValueError(f"example {example.get('id')!r}, candidate {k} ({cand.get('model')}) has no score for "
+                             f"{missing}; score the candidates first (blender_lib.metrics.score_candidates)")
+        row = [float(scores[m]) for m in metrics]
+        if not all(math.isfinite(v) for v in row):
+            raise ValueError(f"example {example.get('id')!r}, candidate {k} has a non-finite metric score {row}")
+        rows.append(row)
+    return np.array(rows, dtype=float).reshape(len(rows), len(metrics))
+
+
+def metric_preference(table: np.ndarray) -> np.ndarray:
+    """P[i, j] = sign of the mean over metrics of sign(metric_i - metric_j): a vote in which
+    every metric counts once whatever its scale (BLEU 0-100, BERTScore 0-1)."""
+    votes = np.sign(table[:, None, :] - table[None, :, :]).mean(axis=-1)
+    return np.sign(votes)
+
+
+def evaluate_pairranker(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 32,
+                        progress: bool = False) -> dict[str, float]:
+    """Pairwise accuracy (both-order margin vs the metric vote, tied pairs left out) and the quality
+    of the max-logits top-1: each metric's mean, and its mean rank among the N (1 = best)."""
+    metrics = ranker.config.metrics
+    tables = [metric_table(ex, metrics) for ex in examples]
+    start = time.perf_counter()
+    matrices = _matrices(ranker, [source_text(ex) for ex in examples],
+                         [[c["text"] for c in ex["candidates"]] for ex in examples],
+                         batch_size=batch_size, progress=progress)
+    seconds = time.perf_counter() - start
+    correct = total = 0
+    chosen_scores, chosen_ranks = [], []
+    for table, m in zip(tables, matrices):
+        upper = np.triu_indices(len(m), k=1)
+        target, margin = metric_preference(table)[upper], (m - m.T)[upper]
+        correct += int(((np.sign(margin) == target) & (target != 0)).sum())
+        total += int((target != 0).sum())
+        best = int(np.argmax(max_logits(m)))
+        chosen_scores.append(table[best])
+        chosen_ranks.append(np.mean([ranks_from_scores(table[:, k])[best] for k in range(len(metrics))]))
+    n_pairs = sum(len(m) * (len(m) - 1) for m in matrices)
+    result = {"pairwise_accuracy": correct / total if total else float("nan"), "compared_pairs": float(total),
+              "top1_mean_metric_rank": float(np.mean(chosen_ranks)) if chosen_ranks else float("nan"),
+              "inference_pairs_per_second": n_pairs / seconds if seconds > 0 else float("nan")}
+    for k, name in enumerate(metrics):
+        result[f"top1_{name}"] = float(np.mean([s[k] for s in chosen_scores])) if chosen_scores else float("nan")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass
+class _Pool:
+    """One training input: its source, its distinct candidate texts and their metric scores."""
+
+    source: str
+    texts: list[str]
+    scores: np.ndarray
+
+
+def _pools(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[_Pool], int]:
+    """Training pools; identical candidate texts are merged (their Δ is 0: no signal) and inputs
+    left with fewer than two candidates are skipped (counted)."""
+    pools, skipped = [], 0
+    for ex in examples:
+        table = metric_table(ex, metrics)
+        first: dict[str, int] = {}
+        for k, cand in enumerate(ex["candidates"]):
+            if isinstance(cand.get("text"), str) and cand["text"].strip():
+                first.setdefault(cand["text"], k)
+        if len(first) < 2 or not source_text(ex):
+            skipped += 1
+            continue
+        pools.append(_Pool(source_text(ex), list(first), table[list(first.values())]))
+    if not pools:
+        raise ValueError("no training input has two distinct non-empty candidates: nothing to learn from")
+    return pools, skipped
+
+
+class _PairSampler(torch.utils.data.Dataset):
+    """This epoch's pairs: `pairs_per_input` distinct random pairs per input, random left/right
+    order, shuffled. Seeded by (seed, epoch), so a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self, pools: list[_Pool], pairs_per_input: int, seed: int) -> None:
+        self.pools, self.pairs_per_input, self.seed = pools, pairs_per_input, seed
+        self.items: list[tuple[str, str, str, np.ndarray]] = []
+        self.resample(0)
+
+    def resample(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, epoch])
+        items = []
+        for pool in self.pools:
+            pairs = list(combinations(range(len(pool.texts)), 2))
+            for p in rng.choice(len(pairs), size=min(self.pairs_per_input, len(pairs)), replace=False):
+                i, j = pairs[p] if rng.random() < 0.5 else pairs[p][::-1]
+                items.append((pool.source, pool.texts[i], pool.texts[j], pool.scores[i] - pool.scores[j]))
+        self.items = [items[k] for k in rng.permutation(len(items))]  # same length every epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> tuple[str, str, str, np.ndarray]:
+        return self.items[k]
+
+
+@dataclass
+class TrainReport:
+    out_dir: str
+    best_dir: str
+    best_epoch: int
+    epochs_completed: int
+    resumed_from_epoch: int  # epochs already done when this call started (0 = fresh)
+    train_loss: list[float]  # mean loss per epoch, all epochs of the run
+    val: list[dict[str, float]]  # validation metrics per epoch
+    seconds: float  # this call
+    train_pairs: int  # pairs trained on in this call
+    train_pairs_per_second: float
+    skipped_examples: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _accelerator(config: PairRankerConfig) -> Any:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import is_bf16_available
+
+    precision = "bf16" if config.bf16 and is_bf16_available() else "no"
+    previous = AcceleratorState._shared_state.get("_mixed_precision")
+    if previous not in (None, precision) and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps one process-wide state and refuses a new precision; in a single
+        # process (a notebook, the tests) starting it afresh is safe.
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum_steps,
+                       cpu=config.device == "cpu")
+
+
+def _optimizer(model: nn.Module, config: PairRankerConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm weights (the usual BERT recipe)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Swap a fully written folder into place; a kill between the two renames leaves the old one
+    at `.NAME.old`, which _existing_dir falls back to."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _existing_dir(target: Path) -> Path:
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.exists():
+        return old
+    if not (target / RANKER_FILE).exists():
+        raise FileNotFoundError(f"no saved PairRanker at {target} (expected {RANKER_FILE} there)")
+    return target
+
+
+def _data_key(pools: list[_Pool]) -> str:
+    blob = json.dumps([[p.source, p.texts, p.scores.tolist()] for p in pools])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _load_state(out_dir: Path, config: PairRankerConfig, data_key: str, resume: bool) -> dict[str, Any] | None:
+    """The last completed epoch's record, or None for a fresh run (resume=False clears old runs)."""
+    path = out_dir / STATE_FILE
+    if not path.exists():
+        return None
+    if not resume:
+        for child in out_dir.iterdir():
+            if child.name in (STATE_FILE, "best") or child.name.startswith(("epoch-", ".epoch-", ".best.")):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state["config_key"] != config.key(ignore=("epochs",)) or state["data_key"] != data_key:
+        raise ValueError(f"{out_dir} holds a PairRanker run with other settings or training data; "
+                         f"use another out_dir, or resume=False to start over there")
+    return state
+
+
+def _save_epoch(accelerator: Any, model: nn.Module, out_dir: Path, epoch: int) -> None:
+    """epoch-K/ = ranker/ (loadable) + train_state/ (optimizer, scheduler, RNG): written beside, then
+    renamed, so a folder named epoch-K is always complete."""
+    staging, target = out_dir / f".epoch-{epoch}.partial", out_dir / f"epoch-{epoch}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)  # an orphan of a run killed before its state.json
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / "train_state"))
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model)._write(staging / "ranker")
+        staging.rename(target)
+    accelerator.wait_for_everyone()
+
+
+def _report(state: dict[str, Any], out_dir: Path, resumed: int, seconds: float, pairs: int, train_seconds: float,
+            skipped: int, config: PairRankerConfig) -> TrainReport:
+    return TrainReport(
+        out_dir=str(out_dir), best_dir=str(out_dir / "best"), best_epoch=state["best_epoch"],
+        epochs_completed=state["completed_epochs"], resumed_from_epoch=resumed, train_loss=state["train_loss"],
+        val=state["val"], seconds=seconds, train_pairs=pairs,
+        train_pairs_per_second=pairs / train_seconds if train_seconds > 0 else 0.0, skipped_examples=skipped,
+        config=asdict(config))
+
+
+def _better(val: dict[str, float], best: dict[str, float] | None) -> bool:
+    if best is None:
+        return True
+    now, then = val.get("pairwise_accuracy", float("nan")), best.get("pairwise_accuracy", float("nan"))
+    return math.isnan(then) or (not math.isnan(now) and now > then)  # ties keep the earlier epoch
+
+
+def _sync_lr(scheduler: Any) -> None:
+    """The restored optimizer holds the learning rate of the *saved* schedule; when ``epochs`` grew
+    it must come from the new one (a plain resume gets back the same value)."""
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the LambdaLR
+    for group, base, fn in zip(inner.optimizer.param_groups, inner.base_lrs, inner.lr_lambdas):
+        group["lr"] = base * fn(inner.last_epoch)
+
+
+def _collate_pairs(formatter: PairFormatter) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
+    def collate(items: list[tuple[str, str, str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        batch = formatter.collate([formatter.encode(s, a, b) for s, a, b, _ in items])
+        batch["delta"] = torch.tensor(np.stack([d for *_, d in items]), dtype=torch.float)
+        return batch
+
+    return collate
+
+
+def _train_epoch(accelerator: Any, model: nn.Module, loader: Any, optimizer: Any, scheduler: Any,
+                 config: PairRankerConfig, epoch: int, progress: bool) -> float:
+    """One pass over this epoch's pairs; the mean loss (over processes too)."""
+    torch.manual_seed(config.seed + epoch)  # dropout: reproducible per epoch, also after a resume
+    model.train()
+    losses = []
+    bar = tqdm(loader, desc=f"PairRanker epoch {epoch + 1}/{config.epochs}",
+               disable=not (progress and accelerator.is_local_main_process))
+    for batch in bar:
+        with accelerator.accumulate(model):  # steps the optimizer every grad_accum_steps batches
+            delta = batch.pop("delta")
+            loss = pair_loss(*model(**batch), delta)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        losses.append(loss.detach().float())
+        bar.set_postfix(loss=f"{losses[-1].item():.4f}")
+    return accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+
+
+def _record_epoch(accelerator: Any, model: nn.Module, out_dir: Path, state: dict[str, Any], epoch: int,
+                  loss: float, seconds: float, val: dict[str, float]) -> None:
+    """Checkpoint epoch K, then point state.json at it, then prune: every step leaves a usable run."""
+    _save_epoch(accelerator, model, out_dir, epoch)
+    best_val = state["val"][state["best_epoch"] - 1] if state["best_epoch"] else None
+    if not val or _better(val, best_val):
+        state["best_epoch"] = epoch
+    state["train_loss"].append(loss)
+    state["train_seconds"].append(seconds)
+    state["val"].append(val)
+    state["completed_epochs"] = epoch
+    if accelerator.is_main_process:
+        atomic_write_json(out_dir / STATE_FILE, state)
+        for old in out_dir.glob("epoch-*"):
+            if old.name not in {f"epoch-{epoch}", f"epoch-{state['best_epoch']}"}:
+                shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def _publish_best(out_dir: Path, best_epoch: int) -> None:
+    staging = out_dir / ".best.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(out_dir / f"epoch-{best_epoch}" / "ranker", staging)
+    _replace_dir(staging, out_dir / "best")
+
+
+def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                     config: PairRankerConfig, out_dir: str | Path, *, progress: bool = True,
+                     resume: bool = True) -> TrainReport:
+    """Train a PairRanker; keep the best epoch on validation pairwise accuracy in out_dir/best.
+
+    Every completed epoch is checkpointed (out_dir/epoch-K + state.json, atomically), so calling
+    again with the same arguments resumes after the last completed epoch, exactly as if never
+    stopped; calling with a larger ``epochs`` trains on from there (with the LR schedule of the new
+    total). Without validation examples the last epoch counts as the best."""
+    from transformers import get_linear_schedule_with_warmup
+
+    start_time = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pools, skipped = _pools(train_examples, config.metrics)
+    data_key = _data_key(pools)
+    state = _load_state(out_dir, config, data_key, resume) or {
+        "config_key": config.key(ignore=("epochs",)), "data_key": data_key, "completed_epochs": 0,
+        "best_epoch": 0, "train_loss": [], "val": [], "train_seconds": []}
+    done = state["completed_epochs"]
+    sampler = _PairSampler(pools, config.pairs_per_input, config.seed)
+    if done < config.epochs:
+        accelerator = _accelerator(config)
+        model = PairRankerModel.from_backbone(config)
+        loader = torch.utils.data.DataLoader(sampler, batch_size=config.batch_size, shuffle=False,  # sampler shuffles
+                                             collate_fn=_collate_pairs(model.formatter))
+        optimizer = _optimizer(model, config)
+        total_steps = math.ceil(len(loader) / config.grad_accum_steps) * config.epochs
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+        model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+        if done:  # weights, optimizer, scheduler and RNG of the last completed epoch
+            accelerator.load_state(str(out_dir / f"epoch-{done}" / "train_state"))
+            _sync_lr(scheduler)
+        for epoch in range(done, config.epochs):
+            sampler.resample(epoch)
+            epoch_start = time.perf_counter()
+            loss = _train_epoch(accelerator, model, loader, optimizer, scheduler, config, epoch, progress)
+            seconds = time.perf_counter() - epoch_start
+            ranker = accelerator.unwrap_model(model)
+            val = evaluate_pairranker(ranker, val_examples, batch_size=config.eval_batch_size) if val_examples else {}
+            _record_epoch(accelerator, model, out_dir, state, epoch + 1, loss, seconds, val)
+            if progress and accelerator.is_local_main_process:
+                shown = {k: round(v, 4) for k, v in val.items() if k in ("pairwise_accuracy", "top1_mean_metric_rank")}
+                print(f"epoch {epoch + 1}: loss {loss:.4f} {shown}")
+        if not accelerator.is_main_process:  # only the main process publishes
+            return _report(state, out_dir, done, time.perf_counter() - start_time, 0, 0.0, skipped, config)
+    _publish_best(out_dir, state["best_epoch"])
+    trained = state["train_seconds"][done:]
+    return _report(state, out_dir, done, time.perf_counter() - start_time, len(sampler) * len(trained), sum(trained),
+                   skipped, config)
