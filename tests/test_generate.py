@@ -114,3 +114,13 @@ def test_killed_build_resumes_exactly_without_duplicates(tmp_path):
     print(f"killed after {done_before} of {len(prompts)} rows; rows after resume: {len(rows)}; duplicates: {len(keys) - len(set(keys))}")
     assert len(keys) == len(set(keys)) == len(prompts)
     assert resumed == reference  # sampled, yet identical to the uninterrupted run
+
+
+def test_a_pool_needs_two_distinct_members(tmp_path):
+    cache = GenerationCache.open(tmp_path / "gen.jsonl")
+    one = [CandidateConfig(name="only", model="smollm2-135m-instruct")]
+    with pytest.raises(ValueError, match="at least 2"):
+        generate.generate_candidates([{"instruction": "x", "input": ""}], one, cache)
+    twins = one + [CandidateConfig(name="only", model="gemma3-270m")]
+    with pytest.raises(ValueError, match="unique"):
+        generate.generate_candidates([{"instruction": "x", "input": ""}], twins, cache)

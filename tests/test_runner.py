@@ -101,3 +101,22 @@ def test_cli_reports_errors_with_exit_code_2(capsys):
     assert main(["run", "00", "-p", "no_such_parameter=1", "--dry-run"]) == 2
     assert "unknown parameter" in capsys.readouterr().err
     assert main(["run", "00", "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("profile", ["default", "paper"])
+def test_profile_files_fit_the_real_chapters(profile, tmp_path):
+    from blender_lib.paths import PARAMS_DIR
+
+    parameters = runner.load_parameter_files([PARAMS_DIR / f"{profile}.yaml"])
+    plan = runner.plan_run(runner.select_chapters([]), parameters, out_dir=tmp_path / "out")
+    assert [r.stem for r in plan.chapters] == [p.stem for p in runner.list_chapters()]
+
+
+def test_papermill_sees_every_assignment_of_every_parameters_cell():
+    # papermill silently skips a line it cannot parse (e.g. '=' inside a comment): the runner would
+    # then reject that parameter as unknown, so every assignment must be declared.
+    for path in runner.list_chapters():
+        nb = nbformat.read(path, as_version=4)
+        [cell] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assigned = {line.split("=", 1)[0].strip() for line in cell.source.splitlines() if "=" in line and not line.startswith("#")}
+        assert assigned == set(runner.declared_parameters(path)), path.stem
