@@ -19,15 +19,14 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Literal, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
 from .io import JsonlCache
-from .models import LoadedModel, has_chat_template
+from .models import LoadedModel
 
 PromptStyle = Literal["chat", "few_shot"]
 
@@ -399,7 +398,6 @@ __all__ = [
     "cut_at_stop",
     "generate_candidates",
     "generate_with_cache",
-    "has_chat_template",
     "user_message",
     "POOLS",
     "pool_configs",

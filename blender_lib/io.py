@@ -51,8 +51,7 @@ class JsonlCache:
         cache = cls(Path(path))
         if cache.path.exists():
             raw = cache.path.read_bytes()
-            lines = raw.split(b"\n")
-            for number, line in enumerate(lines, 1):
+            for line in raw.split(b"\n"):
                 if not line.strip():
                     continue
                 try:

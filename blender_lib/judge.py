@@ -246,6 +246,7 @@ class LocalJudgeServer:
         self.dtype = dtype
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
+        self._log: Any = None
 
     @property
     def base_url(self) -> str:
@@ -261,10 +262,10 @@ class LocalJudgeServer:
         hub_cache.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
         self.log_path = cache_dir() / f"judge-server-{self.port}.log"
-        log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")
         command = [executable, "serve", self.model_folder, "--host", "127.0.0.1", "--port", str(self.port),
                    "--dtype", self.dtype, "--device", "cpu" if not torch.cuda.is_available() else "auto"]
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         try:
             self._wait_until_ready()
         except BaseException:
@@ -297,6 +298,9 @@ class LocalJudgeServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -347,17 +351,16 @@ def judge_examples(
     Requests go out in chunks; each finished chunk is appended to the cache, so an interrupted
     run resumes without losing or repeating finished verdicts.
     """
-    jobs: list[tuple[int, str, str, str]] = []  # (example index, "a,b" frame key, order key, prompt)
+    jobs: list[tuple[int, str, str]] = []  # (example index, ordered "a,b" key, prompt)
     for index, ex in enumerate(examples):
         candidates = ex.get("candidates") or []
         if len(candidates) < 2:
             raise JudgeError(f"example {ex.get('id')!r} has {len(candidates)} candidate(s); judging needs at least 2")
         for first, second in itertools.combinations(candidates, 2):
-            pair = f"{first['model']},{second['model']}"
             orders = [(first, second), (second, first)] if both_orders else [(first, second)]
             for a, b in orders:
                 prompt = judge_prompt(ex["instruction"], ex.get("input", ""), a["text"], b["text"])
-                jobs.append((index, pair, f"{a['model']},{b['model']}", prompt))
+                jobs.append((index, f"{a['model']},{b['model']}", prompt))
     stats = JudgeStats(requests=len(jobs))
     verdicts: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=len(jobs), desc=f"judging ({judge.name})", disable=not progress, leave=False)
@@ -379,7 +382,7 @@ def judge_examples(
 
     for ex in examples:
         ex["cmp_results"], ex["cmp_results_raw"] = {}, {}
-    for (index, pair, order, prompt) in jobs:
+    for index, order, prompt in jobs:
         label = verdicts[_verdict_key(judge.name, prompt)]["label"]
         examples[index]["cmp_results_raw"][order] = label
         if label is None:

@@ -8,21 +8,20 @@ MixInstruct schema (JSONL per split + a Hugging Face copy) with a short dataset 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from . import data as data_lib
 from . import metrics as metrics_lib
 from .generate import GenerationStats, generate_candidates, pool_configs
 from .io import JsonlCache, atomic_write_json, atomic_write_text
-from .judge import Judge, JudgeStats, LocalJudgeServer, LogProbJudge, OpenAIJudge, judge_examples
+from .judge import Judge, JudgeStats, LocalJudgeServer, LogProbJudge, OpenAIJudge, judge_examples, known_answer_accuracy
 from .paths import DATA_DIR
 
 RETRIEVAL_MODEL_NAME = "retrieval-minilm"
@@ -151,8 +150,6 @@ def score_with_cache(
     examples: Sequence[dict],
     params: BuildParams,
     cache: JsonlCache,
-    *,
-    progress: bool = True,
 ) -> tuple[int, float]:
     """Fill every candidate's reference-metric scores, computing only pairs missing from the cache.
 
@@ -228,6 +225,39 @@ def make_judge(params: BuildParams) -> tuple[LazyJudge, Callable[[], None]]:
     return LazyJudge(name, factory), close
 
 
+def known_answer_check(params: BuildParams, examples: list[dict], cache: JsonlCache, *, n: int, seed: int = 0) -> dict[str, float]:
+    """Known-answer accuracy (see :func:`blender_lib.judge.known_answer_accuracy`) of the build's judge."""
+    judge, close = make_judge(params)
+    try:
+        return known_answer_accuracy(examples, judge, cache, n=n, seed=seed)
+    finally:
+        close()
+
+
+def served_judge_check(
+    params: BuildParams, judged: list[dict], cache: JsonlCache, *, n_examples: int, n_known: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Re-judge the first ``n_examples`` judged examples through a real local OpenAI-compatible server
+    (the code path OpenAI and vLLM use) and compare its combined verdicts with those stored."""
+    judge, close = make_judge(replace(params, judge_backend="served"))
+    subset = copy.deepcopy(judged[:n_examples])
+    try:
+        stats = judge_examples(subset, judge, cache, progress=False)
+        known = known_answer_accuracy(judged, judge, cache, n=n_known, seed=seed)
+    finally:
+        close()
+    stored = judged[:n_examples]
+    same = sum(s["cmp_results"].get(k) == v for s, ex in zip(subset, stored) for k, v in ex["cmp_results"].items())
+    total = sum(len(ex["cmp_results"]) for ex in stored)
+    return {
+        "ordered pairs sent": stats.requests,
+        "unparseable replies": stats.unparseable,
+        "request failures": len(stats.failures),
+        "combined verdict equal to the stored judge": f"{same}/{total}",
+        **{f"known-answer: {k}": round(v, 3) for k, v in known.items()},
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # the whole build
 
@@ -262,7 +292,7 @@ def build_mixinstruct(
     all_examples = [ex for part in splits.values() for ex in part]
 
     report.metric_pairs_computed, report.metric_seconds = score_with_cache(
-        all_examples, params, JsonlCache.open(cache_dir / "scores.jsonl"), progress=progress
+        all_examples, params, JsonlCache.open(cache_dir / "scores.jsonl")
     )
 
     judge, close = make_judge(params)
