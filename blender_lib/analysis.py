@@ -177,3 +177,153 @@ def top_model_summary(shares: pd.DataFrame, top_model: str, metric: str) -> str:
     return (f"{top_model} has the best mean {metric}, yet it is ranked first on only {best_share:.0%} of the "
             f"examples; the other models together take the top spot on the rest "
             f"(the best of them, {others.idxmax()}, on {others.max():.0%}).")
+
+
+# --------------------------------------------------------------------------------------------
+# selectors compared as in LLM-Blender's Tables 2 and 3
+#
+# A *selector* gives every candidate of every example a score (higher = better): a ranker, a
+# baseline, a metric oracle. Its selection is the argmax (first index on a tie); its ranking is the
+# competition ranking of the scores.
+
+
+def selections_from_scores(scores: Sequence[np.ndarray]) -> list[int]:
+    """The chosen candidate of each example: the highest score, the first one on a tie."""
+    return [int(np.argmax(np.asarray(s, dtype=float))) for s in scores]
+
+
+def _rank_of(example: dict, by: str) -> np.ndarray:
+    ranks = quality_ranks(example, by)
+    return np.array([ranks[c["model"]] for c in example["candidates"]])
+
+
+def selection_table(examples: Sequence[dict], selections: dict[str, Sequence[int]], metrics: Sequence[str],
+                    top_models: dict[str, str], rank_by: Sequence[str] = ("gpt_rank",)) -> pd.DataFrame:
+    """Table 2 of the paper for our selectors: mean metrics and mean GPT-Rank of the chosen
+    candidates; ">= top" = share of examples where the choice ranks at least as well as the top
+    model's candidate (ties count as wins, the paper's rule); top-1/top-3 = share where the choice
+    is ranked first / among the first three (ties share the better rank). ``top_models`` maps each
+    entry of ``rank_by`` to the model that is best on average by it."""
+    rows = {}
+    ranks = {by: [_rank_of(ex, by) for ex in examples] for by in rank_by}
+    for name, chosen in selections.items():
+        if len(chosen) != len(examples):
+            raise ValueError(f"selector {name!r} chose for {len(chosen)} examples, expected {len(examples)}")
+        row = {m: float(np.mean([ex["candidates"][k]["scores"][m] for ex, k in zip(examples, chosen)])) for m in metrics}
+        for by in rank_by:
+            top = top_models[by]
+            picked = np.array([r[k] for r, k in zip(ranks[by], chosen)])
+            top_ranks = np.array([r[[c["model"] for c in ex["candidates"]].index(top)]
+                                  for ex, r in zip(examples, ranks[by])])
+            label = "GPT-Rank" if by == "gpt_rank" else by
+            row[f"{label} (mean rank)"] = float(picked.mean())
+            row[f">= {top} by {label} %"] = 100 * float((picked <= top_ranks).mean())
+            row[f"top-1 by {label} %"] = 100 * float((picked == 1).mean())
+            row[f"top-3 by {label} %"] = 100 * float((picked <= 3).mean())
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _safe_corr(fn, x: np.ndarray, y: np.ndarray) -> float:
+    """A correlation, NaN (not a warning) where either side is constant."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(fn(x, y)[0])
+
+
+def _mean_defined(values: Sequence[float]) -> float:
+    """Mean of the finite values; NaN when there are none."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def rank_correlations(examples: Sequence[dict], scores: Sequence[np.ndarray], by: str = "gpt_rank") -> dict[str, float]:
+    """Correlation of a selector's ranking with the ranking by ``by`` (GPT-Rank or a metric), two ways.
+
+    *Official* (LLM-Blender's evaluation code, Table 3): for each candidate slot, Pearson and Spearman
+    of the two rank columns across examples, averaged over slots; Spearman's footrule = the sum over
+    candidates of |rank difference|, averaged over examples. *Per example*: Pearson and Spearman of
+    the two rankings within each example, averaged over the examples where both vary. The footrule
+    of a random ranking is (N^2 - 1) / 3 for N candidates (47.7 for the paper's 12, 11.7 for 6)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    if len(scores) != len(examples):
+        raise ValueError(f"got scores for {len(scores)} examples, expected {len(examples)}")
+    predicted = np.array([ranks_from_scores(s) for s in scores], dtype=float)
+    target = np.array([_rank_of(ex, by) for ex in examples], dtype=float)
+    if predicted.shape != target.shape:
+        raise ValueError(f"scores have shape {predicted.shape} but the examples have {target.shape} candidates")
+    columns = range(target.shape[1])
+    per_example = [(_safe_corr(pearsonr, p, t), _safe_corr(spearmanr, p, t)) for p, t in zip(predicted, target)]
+    n = target.shape[1]
+    return {
+        "pearson (official)": _mean_defined([_safe_corr(pearsonr, predicted[:, c], target[:, c]) for c in columns]),
+        "spearman (official)": _mean_defined([_safe_corr(spearmanr, predicted[:, c], target[:, c]) for c in columns]),
+        "footrule (official)": float(np.abs(predicted - target).sum(axis=1).mean()),
+        "footrule / random": float(np.abs(predicted - target).sum(axis=1).mean() / ((n * n - 1) / 3)),
+        "pearson (per example)": _mean_defined([p for p, _ in per_example]),
+        "spearman (per example)": _mean_defined([s for _, s in per_example]),
+        "examples with a defined per-example correlation": float(sum(np.isfinite(s) for _, s in per_example)),
+    }
+
+
+def correlation_table(examples: Sequence[dict], scores: dict[str, Sequence[np.ndarray]],
+                      by: str = "gpt_rank") -> pd.DataFrame:
+    """Table 3 for our selectors: one row of :func:`rank_correlations` per selector."""
+    return pd.DataFrame.from_dict({name: rank_correlations(examples, s, by) for name, s in scores.items()},
+                                  orient="index")
+
+
+def _argmax_random_tie(scores: np.ndarray, rng: np.random.Generator) -> int:
+    """Argmax with ties broken at random: with few comparisons many candidates tie, and taking the
+    first would favour whichever model happens to sit in slot 0."""
+    best = np.flatnonzero(scores == np.max(scores))
+    return int(rng.choice(best))
+
+
+def comparison_budget_curve(matrices: Sequence[np.ndarray], quality: Sequence[np.ndarray], budgets: Sequence[int],
+                            *, repeats: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Top-1 quality against the number of comparisons, from full comparison matrices.
+
+    For a budget of b candidate pairs, each aggregation sees only b random pairs (both orders,
+    so 2b model passes) and picks its winner from them; unseen pairs count as 0. Bubble always
+    uses N - 1 pairs: one pass over the candidates in a random order. ``quality[n][i]`` is the
+    reference quality of candidate i of example n (e.g. BERTScore); "top-1 %" counts the examples
+    whose pick has the best quality. Averaged over ``repeats`` random draws."""
+    from .rankers import bubble_winner, max_logits, max_wins
+
+    rng = np.random.default_rng(seed)
+    rows = []
+
+    def record(aggregation: str, pairs: int, picks: list[int]) -> None:
+        chosen = np.array([q[k] for q, k in zip(quality, picks)])
+        best = np.array([q[k] >= np.max(q) for q, k in zip(quality, picks)])
+        rows.append({"aggregation": aggregation, "pairs": pairs, "model passes": 2 * pairs,
+                     "quality": float(chosen.mean()), "top-1 %": 100 * float(best.mean())})
+
+    n = len(matrices[0])
+    if any(len(m) != n for m in matrices):
+        raise ValueError("every example needs the same number of candidates for a common comparison budget")
+    all_pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    for _ in range(repeats):
+        for b in budgets:
+            if not 1 <= b <= len(all_pairs):
+                raise ValueError(f"a budget must be between 1 and {len(all_pairs)} pairs, got {b}")
+            picks = {"max_logits": [], "max_wins": []}
+            for m in matrices:
+                seen = np.zeros_like(m, dtype=bool)
+                for p in rng.choice(len(all_pairs), size=b, replace=False):
+                    i, j = all_pairs[p]
+                    seen[i, j] = seen[j, i] = True
+                partial = np.where(seen, m, 0.0)
+                picks["max_logits"].append(_argmax_random_tie(max_logits(partial), rng))
+                partial_wins = max_wins(np.where(seen, m, np.nan))  # an unseen pair is neither a win nor a loss
+                picks["max_wins"].append(_argmax_random_tie(partial_wins, rng))
+            for aggregation, chosen in picks.items():
+                record(aggregation, b, chosen)
+        bubble_picks = []
+        for m in matrices:
+            order = rng.permutation(n)
+            bubble_picks.append(int(order[bubble_winner(m[np.ix_(order, order)])]))
+        record("bubble", n - 1, bubble_picks)
+    return pd.DataFrame(rows).groupby(["aggregation", "pairs", "model passes"], as_index=False).mean()

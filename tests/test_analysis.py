@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from blender_lib import analysis
@@ -57,3 +58,61 @@ def test_top_model_summary_names_the_top_share(judged_examples):
     shares = analysis.top1_shares(judged_examples, by="bleu").to_frame()
     sentence = analysis.top_model_summary(shares, "good", "bleu")
     assert "good has the best mean bleu" in sentence and "50%" in sentence
+
+
+# -- Tables 2 and 3 of the paper, and the comparison-budget trade-off
+
+
+def test_selection_table_counts_ties_as_wins_and_top_k(judged_examples):
+    # ex1 GPT-Ranks good=1, ok=2, bad=3; ex2 good=1, ok=1 (tied), bad=3
+    table = analysis.selection_table(judged_examples, {"pick ok": [1, 1], "pick good": [0, 0]}, ["bleu"],
+                                     top_models={"gpt_rank": "good", "bleu": "good"}, rank_by=("gpt_rank", "bleu"))
+    ok = table.loc["pick ok"]
+    assert ok["bleu"] == pytest.approx((50 + 80) / 2)
+    assert ok["GPT-Rank (mean rank)"] == pytest.approx(1.5)
+    assert ok[">= good by GPT-Rank %"] == 50  # the tie in ex2 counts as a win
+    assert ok["top-1 by GPT-Rank %"] == 50 and ok["top-3 by GPT-Rank %"] == 100
+    assert ok[">= good by bleu %"] == 50 and table.loc["pick good", "top-1 by bleu %"] == 50
+    with pytest.raises(ValueError, match="chose for 1 examples, expected 2"):
+        analysis.selection_table(judged_examples, {"short": [0]}, ["bleu"], top_models={"gpt_rank": "good"})
+
+
+def test_rank_correlations_official_and_per_example(judged_examples):
+    perfect = [np.array([3.0, 2.0, 1.0]), np.array([2.0, 2.0, 1.0])]  # reproduces GPT-Rank exactly
+    result = analysis.rank_correlations(judged_examples, perfect)
+    assert result["footrule (official)"] == 0
+    assert result["spearman (per example)"] == pytest.approx(1.0)
+    other = [np.array([1.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0])]
+    result = analysis.rank_correlations(judged_examples, other)
+    # ex1: ranks 3,2,1 vs 1,2,3 -> 4; ex2: 3,1,2 vs 1,1,3 -> 2 + 0 + 1 = 3; mean 3.5
+    assert result["footrule (official)"] == pytest.approx(3.5)
+    assert result["footrule / random"] == pytest.approx(3.5 / (8 / 3))
+    assert result["spearman (per example)"] < 0
+    # official: per candidate slot across the 2 examples; slots 0 and 2 are constant on one side and
+    # left out; slot 1 has predicted (2, 1) against GPT (2, 1)
+    assert result["pearson (official)"] == pytest.approx(1.0)
+    constant = [np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])]
+    assert np.isnan(analysis.rank_correlations(judged_examples, constant)["pearson (official)"])
+    with pytest.raises(ValueError, match="scores for 1 examples"):
+        analysis.rank_correlations(judged_examples, perfect[:1])
+
+
+def test_comparison_budget_curve_full_budget_equals_the_full_aggregation():
+    rng = np.random.default_rng(0)
+    matrices, quality = [], []
+    for _ in range(30):
+        q = rng.normal(size=5)
+        m = (q[:, None] - q[None, :]) + rng.normal(scale=0.1, size=(5, 5))  # a good ranker
+        np.fill_diagonal(m, 0)
+        matrices.append(m)
+        quality.append(q)
+    curve = analysis.comparison_budget_curve(matrices, quality, budgets=[1, 10], repeats=3, seed=0)
+    full = curve[(curve.aggregation == "max_logits") & (curve.pairs == 10)].iloc[0]
+    expected = np.mean([q[np.argmax((m - m.T).sum(1))] for m, q in zip(matrices, quality)])
+    assert full["quality"] == pytest.approx(expected)
+    one = curve[(curve.aggregation == "max_logits") & (curve.pairs == 1)].iloc[0]
+    assert one["top-1 %"] < full["top-1 %"]  # fewer comparisons, worse picks
+    bubble = curve[curve.aggregation == "bubble"].iloc[0]
+    assert bubble["pairs"] == 4 and bubble["model passes"] == 8
+    with pytest.raises(ValueError, match="between 1 and 10"):
+        analysis.comparison_budget_curve(matrices, quality, budgets=[11])
