@@ -46,6 +46,9 @@ from .judge import ranks_from_scores
 from .models import load_model, resolve_device, resolve_dtype, resolve_model_path
 
 SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
+# How the three parts become one input: "joint" = [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP];
+# "pairrm" = the published PairRM's three framed segments (see PairFormatter).
+INPUT_LAYOUTS = ("joint", "pairrm")
 RANKER_FILE = "pairranker.json"
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.json"
@@ -79,9 +82,17 @@ class PairRankerConfig:
     attention_dropout: float | None = 0.0  # attention dropout forces a slower attention path: ~2x CPU time
     bf16: bool = True  # bf16 autocast (training and inference) where the device supports it
     device: str = "auto"
+    special_tokens: tuple[str, str, str] = SPECIAL_TOKENS  # the source / candidate1 / candidate2 markers
+    input_layout: str = "joint"  # one of INPUT_LAYOUTS; "pairrm" for the published PairRM checkpoints
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
+        object.__setattr__(self, "special_tokens", tuple(self.special_tokens))
+        if (len(self.special_tokens) != 3 or len(set(self.special_tokens)) != 3
+                or not all(isinstance(t, str) and t.strip() for t in self.special_tokens)):
+            raise ValueError(f"special_tokens must be 3 distinct non-empty strings, got {self.special_tokens}")
+        if self.input_layout not in INPUT_LAYOUTS:
+            raise ValueError(f"input_layout must be one of {INPUT_LAYOUTS}, got {self.input_layout!r}")
         if not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics must be a non-empty list of distinct names, got {self.metrics}")
         for name in ("source_max_length", "candidate_max_length", "pairs_per_input", "epochs", "batch_size",
@@ -99,13 +110,17 @@ class PairRankerConfig:
         return cls(**values)
 
     def key(self, *, ignore: Sequence[str] = ()) -> str:
-        """A short hash of the fields (a resumed run may change ``epochs`` and nothing else)."""
-        values = {k: v for k, v in asdict(self).items() if k not in ignore}
+        """A short hash of the fields (a resumed run may change ``epochs`` and nothing else). Fields
+        added later are left out while at their defaults, so older runs keep their keys."""
+        defaults = {"special_tokens": SPECIAL_TOKENS, "input_layout": "joint"}
+        values = {k: v for k, v in asdict(self).items()
+                  if k not in ignore and not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------
 # input format: [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP]
+# (or, layout "pairrm": [CLS] <|source|> x [SEP] [CLS] <|candidate1|> y_i [SEP] [CLS] <|candidate2|> y_j [SEP])
 
 
 def source_text(example: Mapping[str, Any]) -> str:
@@ -116,24 +131,45 @@ def source_text(example: Mapping[str, Any]) -> str:
 
 
 class PairFormatter:
-    """Token ids and special-token positions for (source, candidate_i, candidate_j) triples."""
+    """Token ids and special-token positions for (source, candidate_i, candidate_j) triples.
 
-    def __init__(self, tokenizer: Any, source_max_length: int, candidate_max_length: int) -> None:
+    Layout "joint" (ours): one framed sequence, each text cut to its own budget. Layout "pairrm" (the
+    published PairRM, llm-blender/PairRM-hf model card ``tokenize_pair``): three separately framed
+    segments, each the tokenizer's own ``encode(marker + text, max_length=budget, truncation=True)``;
+    the source budget counts its [CLS]/[SEP], and each candidate gets ``candidate_max_length`` plus half
+    of what the source left unused. A text that itself contains a marker string is read as plain text
+    (the official code would find two markers and fail)."""
+
+    def __init__(self, tokenizer: Any, source_max_length: int, candidate_max_length: int, *,
+                 special_tokens: Sequence[str] = SPECIAL_TOKENS, layout: str = "joint") -> None:
+        if layout not in INPUT_LAYOUTS:
+            raise ValueError(f"unknown input layout {layout!r}; expected one of {INPUT_LAYOUTS}")
         self.tokenizer = tokenizer
+        self.layout = layout
         self.budgets = {"source": source_max_length, "candidate": candidate_max_length}
-        self.special_ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
-        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in self.special_ids:
-            raise ValueError(f"the tokenizer lacks the PairRanker tokens {SPECIAL_TOKENS}; build it with from_backbone")
+        self.special_tokens = tuple(special_tokens)
+        self.special_ids = tokenizer.convert_tokens_to_ids(list(self.special_tokens))
+        unk = tokenizer.unk_token_id
+        if None in self.special_ids or (unk is not None and unk in self.special_ids):
+            raise ValueError(f"the tokenizer lacks the PairRanker tokens {self.special_tokens}; "
+                             f"build it with from_backbone")
         # The backbone's own framing ([CLS] ... [SEP] for BERT/DeBERTa, <s> ... </s> for RoBERTa).
         first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         self.prefix = [] if first is None else [first]
         self.suffix = [] if last is None else [last]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        framing = len(self.prefix) + 1 + len(self.suffix)
+        if layout == "pairrm" and min(self.budgets.values()) <= framing:
+            raise ValueError(f"layout 'pairrm' budgets count [CLS], the marker and [SEP]: source_max_length and "
+                             f"candidate_max_length must exceed {framing}, got {self.budgets}")
         self.tokens = lru_cache(maxsize=1 << 16)(self._tokens)  # a text recurs in many pairs
+        self.segment = lru_cache(maxsize=1 << 16)(self._segment)
 
     @property
     def max_length(self) -> int:
+        if self.layout == "pairrm":  # budgets include each segment's framing
+            return self.budgets["source"] + 2 * self.budgets["candidate"]
         return len(self.prefix) + 3 + self.budgets["source"] + 2 * self.budgets["candidate"] + len(self.suffix)
 
     def _tokens(self, text: str, part: str) -> tuple[int, ...]:
@@ -143,8 +179,29 @@ class PairFormatter:
                              split_special_tokens=True)["input_ids"]
         return tuple(ids)
 
+    def _segment(self, slot: int, text: str, budget: int) -> tuple[int, ...]:
+        """Layout "pairrm": [CLS] marker text [SEP] in at most `budget` tokens, as the official code
+        tokenizes it; a text containing a marker string falls back to reading it as plain text."""
+        marker, marker_id = self.special_tokens[slot], self.special_ids[slot]
+        ids = self.tokenizer(marker + text, truncation=True, max_length=budget)["input_ids"]
+        at = len(self.prefix)
+        if ids[at] == marker_id and not set(ids[at + 1:]) & set(self.special_ids):
+            return tuple(ids)
+        body = self.tokenizer(text, add_special_tokens=False, truncation=True, split_special_tokens=True,
+                              max_length=budget - at - 1 - len(self.suffix))["input_ids"]
+        if set(body) & set(self.special_ids):
+            raise ValueError(f"the text {text[:60]!r} contains a marker {self.special_tokens} that this tokenizer "
+                             f"does not mark as special, so it cannot be read as plain text")
+        return (*self.prefix, marker_id, *body, *self.suffix)
+
     def encode(self, source: str, cand_i: str, cand_j: str) -> tuple[list[int], tuple[int, int, int]]:
         """Token ids and the positions of <source>, <candidate1>, <candidate2> (computed, not searched for)."""
+        if self.layout == "pairrm":
+            src = self.segment(0, source, self.budgets["source"])
+            budget = self.budgets["candidate"] + (self.budgets["source"] - len(src)) // 2
+            ci, cj = self.segment(1, cand_i, budget), self.segment(2, cand_j, budget)
+            at = len(self.prefix)
+            return [*src, *ci, *cj], (at, len(src) + at, len(src) + len(ci) + at)
         src, ci, cj = self.tokens(source, "source"), self.tokens(cand_i, "candidate"), self.tokens(cand_j, "candidate")
         p_src = len(self.prefix)
         p_ci = p_src + 1 + len(src)
@@ -177,10 +234,12 @@ class PairRankerModel(nn.Module):
         self.config = config
         self.encoder = encoder
         self.tokenizer = tokenizer
-        self.formatter = PairFormatter(tokenizer, config.source_max_length, config.candidate_max_length)
+        self.formatter = PairFormatter(tokenizer, config.source_max_length, config.candidate_max_length,
+                                       special_tokens=config.special_tokens, layout=config.input_layout)
         limit = getattr(encoder.config, "max_position_embeddings", None)
-        if limit is not None and self.formatter.max_length > limit:
-            raise ValueError(f"source_max_length + 2 x candidate_max_length + 5 = {self.formatter.max_length} tokens "
+        absolute = getattr(encoder.config, "position_biased_input", True)  # False: DeBERTa's relative positions only
+        if absolute and limit is not None and self.formatter.max_length > limit:
+            raise ValueError(f"the longest pair input, {self.formatter.max_length} tokens, "
                              f"exceeds the backbone's {limit} positions; lower the budgets")
         hidden = encoder.config.hidden_size
         self.head = nn.Sequential(  # the official head: dropout, Linear(2H, H), tanh, dropout, Linear(H, n_metrics)
@@ -202,7 +261,7 @@ class PairRankerModel(nn.Module):
                 setattr(encoder_config, name, value)
         loaded = load_model(config.backbone, kind="encoder", device=device, dtype="float32", config=encoder_config)
         tokenizer = loaded.tokenizer
-        new_tokens = [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]
+        new_tokens = [AddedToken(t, special=True, normalized=False) for t in config.special_tokens]
         tokenizer.add_tokens(new_tokens, special_tokens=True)
         torch.manual_seed(config.seed)  # new embedding rows and the head are random: seed them
         loaded.model.resize_token_embeddings(len(tokenizer))
