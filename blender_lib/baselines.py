@@ -1,0 +1,1289 @@
+"""The rerankers LLM-Blender's Tables 2 and 3 compare PairRanker against, behind one interface.
+
+Every selector turns a list of MixInstruct examples into ``list[np.ndarray]``: one float per
+candidate, **higher = better**. ``argmax`` (first of equals) is the selection, the whole vector is
+the ranking used for rank correlations. So the chapter evaluates them all the same way.
+
+============================  ============================================================
+selector                      what it is
+============================  ============================================================
+:func:`random_scores`         seeded uniform noise (per example id, so a subset keeps its draws)
+:func:`single_model_scores`   one-hot on one model; :func:`best_single_model` picks that model
+                              on *validation* by the mean of a metric (or GPT-Rank)
+:func:`oracle_scores`         the metric itself (it reads the reference), or ``"gpt_rank"``
+                              (negative GPT-Rank: reads the judge). An upper bound, not a method
+:class:`PseudoLogLikelihoodScorer`
+                              MLM-scoring (Salazar et al., 2020): reference-free, the candidate
+                              alone. With a masked LM, the real pseudo-log-likelihood; with a
+                              causal LM (offline: SmolLM2), the candidate's log-likelihood as a
+                              labelled stand-in (no masked-LM checkpoint ships offline)
+:class:`SimCLSScorer`         SimCLS-style (Liu & Liu, 2021): dual encoder, cos(source, candidate),
+                              trained by :func:`train_simcls` with SimCLS's ranking margin loss
+:class:`SummaRerankerScorer`  SummaReranker-style (Ravaut et al., 2022): a cross-encoder on
+                              [source; candidate] with one "is the best by metric k" output per
+                              metric, trained by :func:`train_summareranker` (BCE); no mixture of
+                              experts
+:class:`RewardModelScorer`    a pointwise reward model (``AutoModelForSequenceClassification``,
+                              one logit) on (question, answer); needs the hub for a real one
+:class:`LMRewardScorer`       offline stand-in reward: an instruct LM's mean log-likelihood of
+                              the candidate as its answer to the instruction
+============================  ============================================================
+
+Inputs are checked the same way for every selector: an example without candidates, an empty
+candidate text or an empty instruction is an error naming the example; one candidate (N = 1) is
+scored like any other (its argmax is 0). Unknown metrics are errors that list the known ones.
+
+The trained baselines follow PairRanker's conventions (:mod:`blender_lib.rankers`): seeds
+everywhere, ``accelerate``, AdamW with linear warmup/decay, one checkpoint folder per epoch written
+beside and renamed into place, ``state.json``, the best epoch on validation (lowest mean metric rank
+of the top-1) in ``out_dir/best``, and a second call resumes after the last completed epoch. Their
+defaults are sized for two CPU cores: MiniLM, source 128 / candidate 96 tokens, one epoch, and per
+input and epoch the best candidate plus two random others (LLM-Blender's "top_random"
+sub-sampling); raise ``epochs`` and ``train_candidates`` on a GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import rankdata
+from torch import nn
+from tqdm.auto import tqdm
+
+from .generate import user_message
+from .io import atomic_write_json
+from .judge import gpt_rank_scores, ranks_from_scores
+from .models import LoadedModel, _infer_kind, load_model, resolve_device, resolve_dtype, resolve_model_path
+from .paths import cache_dir
+from .rankers import _accelerator, _check_inputs, _optimizer, _replace_dir, _sync_lr, metric_table, source_text
+
+Scores = list[np.ndarray]
+GPT_RANK = "gpt_rank"
+BASELINE_FILE = "baseline.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "state.json"
+
+
+# --------------------------------------------------------------------------------------------
+# input checks and metric columns
+
+
+def _candidate_texts(example: Mapping[str, Any], n: int) -> list[str]:
+    where = f"example {example.get('id', n)!r}"
+    candidates = example.get("candidates")
+    if not isinstance(candidates, Sequence) or isinstance(candidates, str) or not candidates:
+        raise ValueError(f"{where} has no candidates to score")
+    texts = []
+    for k, cand in enumerate(candidates):
+        text = cand.get("text") if isinstance(cand, Mapping) else None
+        if not isinstance(text, str) or not text.strip():
+            model = cand.get("model") if isinstance(cand, Mapping) else None
+            raise ValueError(f"{where}: candidate {k} ({model}) is empty")
+        texts.append(text)
+    return texts
+
+
+def check_examples(examples: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(sources, candidate texts) of valid examples; a clear error naming the example otherwise.
+
+    Every selector calls this, so all of them accept and refuse the same inputs."""
+    if isinstance(examples, Mapping):
+        raise ValueError("pass a list of examples, not one example")
+    sources, candidate_lists = [], []
+    for n, ex in enumerate(examples):
+        texts = _candidate_texts(ex, n)
+        source = source_text(ex)
+        if not source.strip():
+            raise ValueError(f"example {ex.get('id', n)!r}: the instruction is empty (and so is its input)")
+        sources.append(source)
+        candidate_lists.append(texts)
+    return sources, candidate_lists
+
+
+def metric_values(example: Mapping[str, Any], metric: str) -> np.ndarray:
+    """One value per candidate, higher = better: a stored metric score, or for ``"gpt_rank"`` the
+    negative GPT-Rank from the example's judge verdicts (ties share the better rank)."""
+    ex_id = example.get("id")
+    if metric == GPT_RANK:
+        cmp_results = example.get("cmp_results")
+        if not cmp_results:
+            raise ValueError(f"example {ex_id!r} has no judge verdicts (cmp_results): '{GPT_RANK}' needs judged "
+                             f"examples (the test split)")
+        models = [c["model"] for c in example["candidates"]]
+        return -ranks_from_scores(gpt_rank_scores(cmp_results, models)).astype(float)
+    known = sorted({k for c in example.get("candidates") or [] for k in (c.get("scores") or {})})
+    if metric not in known:
+        raise ValueError(f"unknown metric {metric!r}: the candidates of example {ex_id!r} carry {known} "
+                         f"(and '{GPT_RANK}' where judged)")
+    return metric_table(example, [metric])[:, 0]
+
+
+def _values_table(example: Mapping[str, Any], metrics: Sequence[str]) -> np.ndarray:
+    """[N, n_metrics] of :func:`metric_values`."""
+    return np.column_stack([metric_values(example, m) for m in metrics])
+
+
+def metric_quality(example: Mapping[str, Any], metrics: Sequence[str]) -> np.ndarray:
+    """A scale-free quality per candidate in [0, 1], higher = better: the mean over ``metrics`` of the
+    candidate's normalised rank, (rank - 1) / (N - 1) with rank 1 = worst and ties averaged.
+    BLEU (0-100) and BERTScore (0-1) thus weigh the same. One candidate gets 1."""
+    if isinstance(metrics, str) or not metrics:
+        raise ValueError(f"metrics must be a non-empty list of names, got {metrics!r}")
+    return _quality(_values_table(example, metrics))
+
+
+def _quality(table: np.ndarray) -> np.ndarray:
+    if len(table) == 1:
+        return np.ones(1)
+    ranks = np.column_stack([rankdata(table[:, k], method="average") for k in range(table.shape[1])])
+    return ((ranks - 1) / (len(table) - 1)).mean(axis=1)
+
+
+def _check_scores(examples: Sequence[Mapping[str, Any]], scores: Sequence[np.ndarray]) -> None:
+    if len(scores) != len(examples):
+        raise ValueError(f"got scores for {len(scores)} examples but {len(examples)} examples")
+    for n, (ex, s) in enumerate(zip(examples, scores)):
+        if np.shape(s) != (len(ex["candidates"]),):
+            raise ValueError(f"example {ex.get('id', n)!r} has {len(ex['candidates'])} candidates but its scores "
+                             f"have shape {np.shape(s)}")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"example {ex.get('id', n)!r} has non-finite scores {np.asarray(s).tolist()}")
+
+
+def evaluate_selection(examples: Sequence[Mapping[str, Any]], scores: Sequence[np.ndarray],
+                       metrics: Sequence[str] = ("bertscore",)) -> dict[str, float]:
+    """Quality of each example's top-1 (argmax, first of equals) under each metric.
+
+    ``top1_<metric>``: the mean metric score of the chosen candidates; for ``"gpt_rank"`` the mean
+    GPT-Rank (positive, lower = better, as the paper reports it). ``top1_mean_metric_rank``: the
+    chosen candidate's rank among the N (1 = best, ties share), averaged over metrics and examples."""
+    if isinstance(metrics, str) or not metrics:
+        raise ValueError(f"metrics must be a non-empty list of names, got {metrics!r}")
+    _check_scores(examples, scores)
+    chosen, ranks = [], []
+    for ex, s in zip(examples, scores):
+        table = _values_table(ex, metrics)
+        best = int(np.argmax(s))
+        chosen.append(table[best])
+        ranks.append(np.mean([ranks_from_scores(table[:, k])[best] for k in range(len(metrics))]))
+    result = {"examples": float(len(examples)),
+              "top1_mean_metric_rank": float(np.mean(ranks)) if ranks else float("nan")}
+    for k, name in enumerate(metrics):
+        values = [row[k] for row in chosen]
+        mean = float(np.mean(values)) if values else float("nan")
+        result[f"top1_{name}"] = -mean if name == GPT_RANK else mean
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# selectors that read no text: random, best single model, oracles
+
+
+def _example_seed(seed: int, ex_id: Any) -> list[int]:
+    digest = hashlib.sha256(str(ex_id).encode()).hexdigest()
+    return [int(seed), int(digest[:8], 16)]
+
+
+def random_scores(examples: Sequence[Mapping[str, Any]], seed: int = 0) -> Scores:
+    """Uniform random scores, seeded by (seed, example id): the same example gets the same draw
+    whatever else is in the list (examples without an id fall back to their position)."""
+    check_examples(examples)
+    return [np.random.default_rng(_example_seed(seed, ex.get("id", n))).random(len(ex["candidates"]))
+            for n, ex in enumerate(examples)]
+
+
+def model_means(examples: Sequence[Mapping[str, Any]], by: str = "bertscore") -> dict[str, float]:
+    """Each model's mean of a metric over the examples; for ``"gpt_rank"`` its mean GPT-Rank (lower
+    = better). Models in first-seen order."""
+    sums: dict[str, list[float]] = {}
+    for ex in examples:
+        values = metric_values(ex, by)
+        for cand, value in zip(ex["candidates"], values):
+            sums.setdefault(cand["model"], []).append(-value if by == GPT_RANK else value)
+    return {model: float(np.mean(v)) for model, v in sums.items()}
+
+
+def best_single_model(val_examples: Sequence[Mapping[str, Any]], by: str = "bertscore") -> str:
+    """The model with the best mean ``by`` on the examples given: pass the *validation* split, never
+    the test split the selection is evaluated on. GPT-Rank: the lowest mean rank. Ties: first seen."""
+    if not val_examples:
+        raise ValueError("best_single_model needs validation examples to choose on")
+    check_examples(val_examples)
+    means = model_means(val_examples, by)
+    sign = -1.0 if by == GPT_RANK else 1.0
+    return max(means, key=lambda m: sign * means[m])  # max keeps the first of equals
+
+
+def single_model_scores(examples: Sequence[Mapping[str, Any]], model: str) -> Scores:
+    """One-hot scores that always select ``model`` (its first candidate where it appears twice)."""
+    check_examples(examples)
+    scores = []
+    for n, ex in enumerate(examples):
+        models = [c.get("model") for c in ex["candidates"]]
+        if model not in models:
+            raise ValueError(f"example {ex.get('id', n)!r} has no candidate of model {model!r} (it has {models})")
+        s = np.zeros(len(models))
+        s[models.index(model)] = 1.0
+        scores.append(s)
+    return scores
+
+
+def oracle_scores(examples: Sequence[Mapping[str, Any]], metric: str) -> Scores:
+    """The metric itself as the score (it reads the reference): the oracle selection of Table 2.
+    ``"gpt_rank"`` scores by negative GPT-Rank (it reads the judge's verdicts)."""
+    check_examples(examples)
+    return [metric_values(ex, metric) for ex in examples]
+
+
+# --------------------------------------------------------------------------------------------
+# model-based scorers: one base class
+
+
+class TextScorer:
+    """Base of the model-based selectors: ``score(sources, candidate_lists)`` on plain texts, and
+    ``scorer(examples)`` on MixInstruct examples (checked by :func:`check_examples`)."""
+
+    label: str = "scorer"
+
+    def source_of(self, example: Mapping[str, Any]) -> str:
+        return source_text(example)
+
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              progress: bool = False) -> Scores:
+        raise NotImplementedError
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]], *, progress: bool = False) -> Scores:
+        _, candidate_lists = check_examples(examples)
+        return self.score([self.source_of(ex) for ex in examples], candidate_lists, progress=progress)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
+
+
+def _ordered(items: Sequence[Any], length: Any) -> list[int]:
+    return sorted(range(len(items)), key=lambda k: length(items[k]))
+
+
+def _split(flat: np.ndarray, candidate_lists: Sequence[Sequence[str]]) -> Scores:
+    out, at = [], 0
+    for cands in candidate_lists:
+        out.append(np.asarray(flat[at : at + len(cands)], dtype=float))
+        at += len(cands)
+    return out
+
+
+# -- log-likelihood under a causal LM (shared by the causal MLM-scoring stand-in and LMRewardScorer)
+
+
+@torch.inference_mode()
+def _causal_target_logprobs(loaded: LoadedModel, pairs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]],
+                            batch_size: int, progress: bool = False, desc: str = "log-likelihood") -> list[np.ndarray]:
+    """Per-token log p(target_t | context, target_<t) for each (context ids, target ids).
+
+    Left padding puts every target at the end, so only the last positions' logits are computed;
+    position ids count real tokens only. Identical pairs run once; batches are length-sorted."""
+    unique = list(dict.fromkeys(pairs))
+    if any(not target for _, target in unique):
+        raise ValueError("a candidate tokenizes to no tokens: there is nothing to score")
+    if any(not context for context, _ in unique):
+        raise ValueError("a causal LM needs a context token before the candidate (its tokenizer has no BOS or EOS)")
+    lookup: dict[Any, np.ndarray] = {}
+    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    trims = "logits_to_keep" in inspect.signature(loaded.model.forward).parameters
+    order = _ordered(unique, lambda p: len(p[0]) + len(p[1]))
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress):
+        batch = [unique[k] for k in order[start : start + batch_size]]
+        lengths = [len(c) + len(t) for c, t in batch]
+        width = max(lengths)
+        ids = torch.tensor([[pad_id] * (width - n) + [*c, *t] for (c, t), n in zip(batch, lengths)])
+        attention = torch.tensor([[0] * (width - n) + [1] * n for n in lengths])
+        keep = max(len(t) for _, t in batch) + 1
+        kwargs = {"logits_to_keep": keep} if trims else {}  # only the target positions' logits
+        logits = loaded.model(input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device),
+                              position_ids=(attention.cumsum(-1) - 1).clamp(min=0).to(loaded.device), **kwargs).logits
+        log_probs = torch.log_softmax(logits[:, -keep:-1].float(), dim=-1)
+        token_lp = log_probs.gather(-1, ids[:, -(keep - 1):].to(log_probs.device).unsqueeze(-1)).squeeze(-1)
+        for row, pair in enumerate(batch):
+            lookup[pair] = token_lp[row, keep - 1 - len(pair[1]):].cpu().numpy().astype(float)
+    return [lookup[p] for p in pairs]
+
+
+def _start_ids(tokenizer: Any) -> tuple[int, ...]:
+    """A start-of-text context so the first candidate token is scored too: the tokenizer's BOS
+    token, else its end-of-text token (GPT-2 convention), else none."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return (int(token_id),)
+    return ()
+
+
+def _load_causal(model: str | LoadedModel, device: str | torch.device, dtype: str | torch.dtype | None,
+                 what: str) -> LoadedModel:
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, kind="causal", device=device, dtype=dtype)
+    if loaded.kind != "causal":
+        raise ValueError(f"{what} needs a causal LM, got {loaded.name!r} of kind {loaded.kind!r}")
+    return loaded
+
+
+def _check_sizes(**values: int) -> None:
+    for name, value in values.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+class PseudoLogLikelihoodScorer(TextScorer):
+    """MLM-scoring (Salazar et al., 2020), reference-free: the score reads the candidate alone.
+
+    ``mode == "mlm"`` (any ``AutoModelForMaskedLM`` whose checkpoint has its masked-LM head): the
+    pseudo-log-likelihood PLL(w) = Σ_t log p(w_t | w with token t masked), one masked copy per
+    token, the copies of all candidates batched together (``batch_size`` copies per forward).
+
+    ``mode == "causal"`` (a causal LM: the offline stand-in, SmolLM2): Σ_t log p(w_t | w_<t) after a
+    start-of-text token. No masked-LM checkpoint ships offline (the packaged MiniLM is a sentence
+    encoder without its MLM head, and loading it is refused: the head would be random), so the
+    chapter's offline row is "LM-scoring (causal SmolLM2 stand-in for MLM-scoring)".
+
+    ``length_normalized=True`` (default) divides by the number of scored tokens: a mean per token,
+    so short candidates are not favoured merely for being short. Candidates keep their first
+    ``max_length`` tokens. ``batch_size``: masked copies per forward (default 64) or, for a causal
+    LM, texts per forward (default 8)."""
+
+    OFFLINE_MODEL = "smollm2-135m-instruct"
+    PAPER_MODEL = "roberta-base"  # a Salazar et al. family model; LLM-Blender does not name its checkpoint
+
+    def __init__(self, model: str | LoadedModel = OFFLINE_MODEL, *, length_normalized: bool = True,
+                 max_length: int = 128, batch_size: int | None = None, device: str | torch.device = "auto",
+                 dtype: str | torch.dtype | None = "auto") -> None:
+        _check_sizes(max_length=max_length, batch_size=batch_size or 1)
+        self.length_normalized, self.max_length = length_normalized, max_length
+        if isinstance(model, LoadedModel):
+            self.mode = "causal" if model.kind == "causal" else "mlm"
+            if self.mode == "mlm":
+                raise ValueError("pass a masked LM by name or folder (its head is checked on loading)")
+            self.loaded = model
+        else:
+            path, known_kind = resolve_model_path(model)
+            from transformers import AutoConfig
+
+            try:
+                config = AutoConfig.from_pretrained(path)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"unknown model {model!r}: not a packaged offline model, a local folder or a "
+                                 f"reachable hub id ({type(err).__name__})") from err
+            kind = known_kind if known_kind != "auto" else _infer_kind(config)
+            self.mode = "causal" if kind == "causal" else "mlm"
+            self.loaded = (_load_causal(model, device, dtype, "MLM-scoring") if self.mode == "causal"
+                           else self._load_masked_lm(model, path, device, dtype))
+        self.batch_size = batch_size or (64 if self.mode == "mlm" else 8)
+        name = Path(self.loaded.name).name
+        self.label = (f"MLM-scoring ({name} pseudo-log-likelihood)" if self.mode == "mlm"
+                      else f"LM-scoring (causal {name} stand-in for MLM-scoring)")
+
+    @classmethod
+    def paper(cls, **kwargs: Any) -> PseudoLogLikelihoodScorer:
+        """A real masked LM from the hub (needs internet or its cache)."""
+        return cls(cls.PAPER_MODEL, **kwargs)
+
+    @staticmethod
+    def _load_masked_lm(name: str, path: str, device: str | torch.device,
+                        dtype: str | torch.dtype | None) -> LoadedModel:
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        try:
+            model, info = AutoModelForMaskedLM.from_pretrained(path, dtype=torch_dtype, output_loading_info=True)
+        except ValueError as err:  # an architecture without a masked-LM class
+            raise ValueError(f"{name!r} is neither a causal LM nor a masked LM: {err}") from err
+        missing = [k for k in info.get("missing_keys", ()) if "position_ids" not in k]
+        if missing:
+            raise ValueError(f"{name!r} has no trained masked-LM head (missing weights {sorted(missing)[:4]}...): its "
+                             f"pseudo-log-likelihood would come from a random head. Use a real masked LM, or a causal "
+                             f"LM for the LM-scoring stand-in")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.mask_token_id is None:
+            raise ValueError(f"the tokenizer of {name!r} has no mask token")
+        model.to(torch_device).eval()
+        return LoadedModel(name=name, path=path, kind="encoder", model=model, tokenizer=tokenizer,
+                           device=torch_device, dtype=torch_dtype)
+
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              progress: bool = False) -> Scores:
+        """Sources are checked but not read: MLM-scoring is reference- and source-free."""
+        _check_inputs(sources, candidate_lists)
+        texts = [t for cands in candidate_lists for t in cands]
+        unique = list(dict.fromkeys(texts))
+        token_lps = self._pll(unique, progress) if self.mode == "mlm" else self._causal(unique, progress)
+        value = {t: float(lp.mean() if self.length_normalized else lp.sum()) for t, lp in zip(unique, token_lps)}
+        return _split(np.array([value[t] for t in texts]), candidate_lists)
+
+    def _causal(self, texts: list[str], progress: bool) -> list[np.ndarray]:
+        tok = self.loaded.tokenizer
+        start = _start_ids(tok)
+        pairs = [(start, tuple(tok(t, add_special_tokens=False)["input_ids"][: self.max_length])) for t in texts]
+        return _causal_target_logprobs(self.loaded, pairs, self.batch_size, progress, "LM-scoring")
+
+    @torch.inference_mode()
+    def _pll(self, texts: list[str], progress: bool) -> list[np.ndarray]:
+        tok, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
+        encoded = [tok(t, truncation=True, max_length=self.max_length + tok.num_special_tokens_to_add(),
+                       return_special_tokens_mask=True) for t in texts]
+        # one masked copy per (text, scored position); copies of similar length share a batch
+        copies = [(n, p) for n, enc in enumerate(encoded)
+                  for p, special in enumerate(enc["special_tokens_mask"]) if not special]
+        if len({n for n, _ in copies}) < len(texts):
+            raise ValueError("a candidate tokenizes to no tokens: there is nothing to score")
+        copies.sort(key=lambda c: len(encoded[c[0]]["input_ids"]))
+        token_lp: list[dict[int, float]] = [{} for _ in texts]
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        for start in tqdm(range(0, len(copies), self.batch_size), desc="MLM-scoring", disable=not progress):
+            batch = copies[start : start + self.batch_size]
+            width = max(len(encoded[n]["input_ids"]) for n, _ in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            types = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, (n, p) in enumerate(batch):
+                seq = encoded[n]["input_ids"]
+                ids[row, : len(seq)] = torch.tensor(seq)
+                attention[row, : len(seq)] = 1
+                if "token_type_ids" in encoded[n]:
+                    types[row, : len(seq)] = torch.tensor(encoded[n]["token_type_ids"])
+            positions = torch.tensor([p for _, p in batch])
+            originals = ids[torch.arange(len(batch)), positions].clone()
+            ids[torch.arange(len(batch)), positions] = tok.mask_token_id
+            kwargs = {"token_type_ids": types.to(device)} if "token_type_ids" in encoded[0] else {}
+            logits = model(input_ids=ids.to(device), attention_mask=attention.to(device), **kwargs).logits
+            masked = logits[torch.arange(len(batch), device=logits.device), positions.to(logits.device)].float()
+            lp = torch.log_softmax(masked, dim=-1).gather(-1, originals.to(masked.device)[:, None])[:, 0]
+            for (n, p), value in zip(batch, lp.tolist()):
+                token_lp[n][p] = value
+        return [np.array([lps[p] for p in sorted(lps)], dtype=float) for lps in token_lp]
+
+
+class LMRewardScorer(TextScorer):
+    """Offline stand-in for a reward model: an instruct LM's mean log-likelihood of the candidate as
+    its answer, log p(candidate | chat prompt of the instruction) / |candidate|.
+
+    The prompt is the tokenizer's chat template with the instruction (and input) as the user turn, as
+    the candidates were generated; a base model without a template gets "Question: ...\\nAnswer:".
+    Not a trained reward: it measures how natural the answer is to this LM, a proxy that also rewards
+    fluent, generic text. Instructions keep their first ``source_max_length`` tokens and candidates
+    their first ``max_length``."""
+
+    OFFLINE_MODEL = "smollm2-135m-instruct"
+
+    def __init__(self, model: str | LoadedModel = OFFLINE_MODEL, *, max_length: int = 128,
+                 source_max_length: int = 256, batch_size: int = 8, device: str | torch.device = "auto",
+                 dtype: str | torch.dtype | None = "auto") -> None:
+        _check_sizes(max_length=max_length, source_max_length=source_max_length, batch_size=batch_size)
+        self.loaded = _load_causal(model, device, dtype, "LMRewardScorer")
+        self.max_length, self.source_max_length, self.batch_size = max_length, source_max_length, batch_size
+        self.chat = bool(getattr(self.loaded.tokenizer, "chat_template", None))
+        self.label = f"LM reward ({Path(self.loaded.name).name} log-likelihood stand-in for a reward model)"
+
+    def source_of(self, example: Mapping[str, Any]) -> str:
+        return user_message(example.get("instruction") or "", example.get("input") or "")
+
+    def _context(self, source: str) -> tuple[int, ...]:
+        tok = self.loaded.tokenizer
+        ids = tok(source, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.source_max_length:
+            source = tok.decode(ids[: self.source_max_length])
+        if self.chat:
+            ids = tok.apply_chat_template([{"role": "user", "content": source}], add_generation_prompt=True,
+                                          tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
+            return tuple(int(i) for i in ids)
+        return (*_start_ids(tok)[:1], *tok(f"Question: {source}\nAnswer:", add_special_tokens=False)["input_ids"])
+
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              progress: bool = False) -> Scores:
+        _check_inputs(sources, candidate_lists)
+        tok = self.loaded.tokenizer
+        contexts = {s: self._context(s) for s in dict.fromkeys(sources)}
+        lead = "" if self.chat else " "
+        pairs = [(contexts[s], tuple(tok(lead + c, add_special_tokens=False)["input_ids"][: self.max_length]))
+                 for s, cands in zip(sources, candidate_lists) for c in cands]
+        token_lps = _causal_target_logprobs(self.loaded, pairs, self.batch_size, progress, "LM reward")
+        return _split(np.array([lp.mean() for lp in token_lps]), candidate_lists)
+
+
+class RewardModelScorer(TextScorer):
+    """A pointwise reward model: an ``AutoModelForSequenceClassification`` with one logit, reading
+    (question, answer) as a text pair, the way OpenAssistant's reward models are used. The paper
+    profile's :attr:`PAPER_MODEL` loads from the hub; offline no reward model ships (use
+    :class:`LMRewardScorer`). Pairs longer than ``max_length`` tokens are truncated (longest first)."""
+
+    PAPER_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
+
+    def __init__(self, model: str = PAPER_MODEL, *, max_length: int = 512, batch_size: int = 16,
+                 device: str | torch.device = "auto", dtype: str | torch.dtype | None = "auto") -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        _check_sizes(max_length=max_length, batch_size=batch_size)
+        path, _ = resolve_model_path(model)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot load {model!r} as a reward model (AutoModelForSequenceClassification): "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        if self.model.config.num_labels != 1:
+            raise ValueError(f"{model!r} has {self.model.config.num_labels} outputs; a reward model has one logit")
+        self.model.to(self.device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.max_length, self.batch_size, self.name = max_length, batch_size, model
+        self.label = f"reward model ({Path(model).name})"
+
+    @torch.inference_mode()
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              progress: bool = False) -> Scores:
+        _check_inputs(sources, candidate_lists)
+        pairs = [(s, c) for s, cands in zip(sources, candidate_lists) for c in cands]
+        unique = list(dict.fromkeys(pairs))
+        order = _ordered(unique, lambda p: len(p[0]) + len(p[1]))
+        rewards: dict[tuple[str, str], float] = {}
+        for start in tqdm(range(0, len(order), self.batch_size), desc="reward model", disable=not progress):
+            batch = [unique[k] for k in order[start : start + self.batch_size]]
+            enc = self.tokenizer([q for q, _ in batch], [a for _, a in batch], truncation=True,
+                                 max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+            logits = self.model(**enc).logits[:, 0].float().cpu().numpy()
+            rewards.update(zip(batch, logits.tolist()))
+        return _split(np.array([rewards[p] for p in pairs]), candidate_lists)
+
+
+# --------------------------------------------------------------------------------------------
+# trained baselines: configuration
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """What the trained baselines share (PairRanker's conventions, shorter texts for CPU budgets)."""
+
+    backbone: str = "minilm-l6"  # any name blender_lib.models.load_model resolves to an encoder
+    metrics: tuple[str, ...] = ("bleu", "rougeL", "bertscore")  # what "better" means in training
+    source_max_length: int = 128
+    candidate_max_length: int = 96
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    epochs: int = 1
+    batch_size: int = 4  # inputs per step, each with its train_candidates
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = 64  # texts (or pairs) per forward at inference
+    train_candidates: int | None = 3  # per input and epoch: the best + random others (None: all)
+    pooling: str = "mean"  # "mean" (sentence-transformers backbones like MiniLM) or "cls" (the first token)
+    seed: int = 42
+    hidden_dropout: float | None = None  # None keeps the backbone's own
+    attention_dropout: float | None = 0.0  # attention dropout forces a slower attention path: ~2x CPU time
+    bf16: bool = False  # bf16 autocast; measured no faster than fp32 for these short texts on CPU
+    device: str = "auto"
+
+    KIND: ClassVar[str] = "baseline"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
+        if isinstance(self.metrics, str) or not self.metrics or len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"metrics must be a non-empty list of distinct names, got {self.metrics}")
+        for name in ("source_max_length", "candidate_max_length", "epochs", "batch_size", "grad_accum_steps",
+                     "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.train_candidates is not None and int(self.train_candidates) < 2:
+            raise ValueError(f"train_candidates must be >= 2 (or None for all), got {self.train_candidates}")
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> BaselineConfig:
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} parameter(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**values)
+
+    def key(self, *, ignore: Sequence[str] = ()) -> str:
+        """A short hash of the kind and the fields (a resumed run may change ``epochs`` only)."""
+        values = {k: v for k, v in asdict(self).items() if k not in ignore}
+        return hashlib.sha256(json.dumps([self.KIND, values], sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SimCLSConfig(BaselineConfig):
+    """SimCLS: margin λ = 0.01 per rank step and the reference ("gold") term with weight 1 (the
+    defaults of SimCLS's code; LLM-Blender's reimplementation used λ = 1/N); lr 5e-5 for MiniLM."""
+
+    margin: float = 0.01
+    gold_margin: float = 0.0
+    gold_weight: float = 1.0  # 0 drops the reference term (the candidate term alone)
+
+    KIND: ClassVar[str] = "simcls"
+
+
+@dataclass(frozen=True)
+class SummaRerankerConfig(BaselineConfig):
+    """SummaReranker without the mixture of experts: one shared head, one output per metric.
+    lr 2e-4: its head starts from random, and at 5e-5 one epoch on 315 inputs barely moved the BCE."""
+
+    lr: float = 2e-4
+    head_dropout: float = 0.1
+
+    KIND: ClassVar[str] = "summareranker"
+
+
+def cache_folder(config: BaselineConfig, train_examples: Sequence[Mapping[str, Any]],
+                 val_examples: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Where the chapter keeps a trained baseline: under the user cache dir, keyed by the config
+    (less ``epochs``, so asking for more epochs resumes there) and the training and validation data."""
+    name = f"{config.KIND}-{config.key(ignore=('epochs',))}-{_run_key(train_examples, val_examples)}"
+    return cache_dir() / "baselines" / name
+
+
+def _run_key(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]]) -> str:
+    return hashlib.sha256(f"{data_key(train_examples)}:{data_key(val_examples)}".encode()).hexdigest()[:16]
+
+
+def data_key(examples: Sequence[Mapping[str, Any]]) -> str:
+    """A short hash of what training reads: ids, sources, references, candidate texts and scores."""
+    blob = json.dumps([[ex.get("id"), source_text(ex), ex.get("output"),
+                        [[c.get("text"), c.get("scores")] for c in ex.get("candidates") or []]] for ex in examples],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# trained baselines: models
+
+
+class _EncoderBaseline(nn.Module):
+    """An encoder with its tokenizer and config; persistence; token budgets; mean pooling."""
+
+    KIND: ClassVar[str]
+    CONFIG: ClassVar[type[BaselineConfig]]
+    CHUNK: ClassVar[int] = 8  # rows per encoder call in training (see pooled)
+
+    def __init__(self, encoder: nn.Module, tokenizer: Any, config: BaselineConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.CONFIG):
+            raise TypeError(f"{type(self).__name__} needs a {self.CONFIG.__name__}, got {type(config).__name__}")
+        self.config, self.encoder, self.tokenizer = config, encoder, tokenizer
+        first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.prefix = () if first is None else (int(first),)
+        self.suffix = () if last is None else (int(last),)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.use_token_types = getattr(encoder.config, "type_vocab_size", 0) > 1
+        self.tokens = lru_cache(maxsize=1 << 16)(self._tokens)
+
+    def _tokens(self, text: str, budget: int) -> tuple[int, ...]:
+        """The first ``budget`` tokens (longer texts are truncated, by design); markup stays text."""
+        return tuple(self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=budget,
+                                    split_special_tokens=True)["input_ids"])
+
+    @classmethod
+    def from_backbone(cls, config: BaselineConfig, *, device: str | torch.device = "cpu") -> _EncoderBaseline:
+        """A fresh model: pretrained encoder (dropout overrides applied), seeded new weights."""
+        from transformers import AutoConfig
+
+        path, _ = resolve_model_path(config.backbone)
+        encoder_config = AutoConfig.from_pretrained(path)
+        for name, value in (("attention_probs_dropout_prob", config.attention_dropout),
+                            ("attention_dropout", config.attention_dropout),
+                            ("hidden_dropout_prob", config.hidden_dropout)):
+            if value is not None and hasattr(encoder_config, name):
+                setattr(encoder_config, name, value)
+        loaded = load_model(config.backbone, kind="encoder", device=device, dtype="float32", config=encoder_config)
+        torch.manual_seed(config.seed)  # any new head is random: seed it
+        return cls(loaded.model, loaded.tokenizer, config).to(loaded.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def pad(self, sequences: Sequence[Sequence[int]],
+            types: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:
+        """Right-padded ids and mask (and token types where the encoder uses them)."""
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if types is not None and self.use_token_types:
+            token_types = torch.zeros_like(ids)
+            for row, t in enumerate(types):
+                token_types[row, : len(t)] = torch.tensor(t, dtype=torch.long)
+            batch["token_type_ids"] = token_types
+        return batch
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """One vector per sequence (fp32): the mean of the last hidden states over real tokens
+        (``pooling="mean"``, sentence-transformers style) or the first token's (``"cls"``).
+
+        Rows are encoded in chunks of ``CHUNK``, each cut to its own longest row: with rows sorted by
+        length (the collators sort them) little compute goes to padding. Rows never see each other,
+        so this equals one padded pass."""
+        out = []
+        for start in range(0, len(input_ids), self.CHUNK):
+            rows = slice(start, start + self.CHUNK)
+            width = int(attention_mask[rows].sum(1).max())
+            mask = attention_mask[rows, :width]
+            kwargs = {"token_type_ids": token_type_ids[rows, :width]} if token_type_ids is not None else {}
+            hidden = self.encoder(input_ids=input_ids[rows, :width], attention_mask=mask, **kwargs).last_hidden_state
+            hidden = hidden.float()
+            if self.config.pooling == "cls":
+                out.append(hidden[:, 0])
+            else:
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                out.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9))
+        return torch.cat(out)
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+
+    # -- training interface: items built once, batches collated, forward gives the loss
+
+    def make_item(self, source: str, texts: list[str], table: np.ndarray, reference: str | None) -> Any:
+        raise NotImplementedError
+
+    def collate(self, items: list[tuple[Any, list[int]]]) -> dict[str, torch.Tensor]:
+        """A training batch from (item, indices of the candidates to train on this epoch)."""
+        raise NotImplementedError
+
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              batch_size: int | None = None, progress: bool = False) -> Scores:
+        raise NotImplementedError
+
+    # -- persistence: one folder = baseline config + encoder config + safetensors + tokenizer
+
+    def _write(self, folder: Path) -> None:
+        from safetensors.torch import save_model
+
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / BASELINE_FILE, {"format": 1, "kind": self.KIND, "config": asdict(self.config)})
+        self.encoder.config.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        save_model(self, str(folder / WEIGHTS_FILE))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the whole folder beside the target, then swap it in: never a half-written model."""
+        target = Path(path)
+        staging = target.with_name(f".{target.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        self._write(staging)
+        _replace_dir(staging, target)
+        return target
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "auto",
+                        dtype: str | torch.dtype | None = "float32") -> _EncoderBaseline:
+        """Load a saved model (no download: the encoder is rebuilt from the saved config)."""
+        from safetensors.torch import load_model as load_weights
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        folder = _existing_dir(Path(path))
+        meta = json.loads((folder / BASELINE_FILE).read_text(encoding="utf-8"))
+        if meta.get("kind") != cls.KIND:
+            raise ValueError(f"{folder} holds a {meta.get('kind')!r} model, not a {cls.KIND!r} one")
+        config = cls.CONFIG.from_dict(meta["config"])
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder))
+        model = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
+        load_weights(model, str(folder / WEIGHTS_FILE))
+        torch_device = resolve_device(device)
+        return model.to(device=torch_device, dtype=resolve_dtype(dtype, torch_device)).eval()
+
+
+def _existing_dir(target: Path) -> Path:
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.exists():
+        return old
+    if not (target / BASELINE_FILE).exists():
+        raise FileNotFoundError(f"no saved baseline model at {target} (expected {BASELINE_FILE} there)")
+    return target
+
+
+def simcls_loss(cos: torch.Tensor, quality: torch.Tensor, margin: float = 0.01, *, gold_cos: torch.Tensor | None = None,
+                gold_margin: float = 0.0, gold_weight: float = 1.0) -> torch.Tensor:
+    """SimCLS's ranking margin loss for one input's candidates.
+
+    Sort the candidates by ``quality``, best first; then
+
+        loss = Σ_{i<j} max(0, cos_j - cos_i + (j - i)·margin)
+
+    a better candidate must outscore a worse one by a margin that grows with their rank distance.
+    Pairs of equal quality carry no order and are left out. (SimCLS's code averages the pairs of
+    each rank distance before summing; LLM-Blender's reimplementation sums the pairs, as here, with
+    margin 1/N.) With ``gold_cos`` (the reference's cosine to the source), plus
+    gold_weight · mean_i max(0, cos_i - gold_cos + gold_margin): the reference should outscore
+    every candidate."""
+    order = torch.argsort(-quality, stable=True)
+    c, q = cos[order], quality[order]
+    n = len(c)
+    i, j = torch.triu_indices(n, n, offset=1, device=c.device)
+    keep = q[i] > q[j]
+    total = torch.clamp(c[j] - c[i] + (j - i).to(c.dtype) * margin, min=0)[keep].sum()
+    if gold_cos is not None and gold_weight:
+        total = total + gold_weight * torch.clamp(cos - gold_cos + gold_margin, min=0).mean()
+    return total
+
+
+@dataclass
+class _SimCLSItem:
+    source: tuple[int, ...]
+    candidates: list[tuple[int, ...]]
+    quality: np.ndarray
+    gold: tuple[int, ...] | None
+
+
+class SimCLSModel(_EncoderBaseline):
+    """SimCLS-style dual encoder: one backbone embeds the source and each candidate apart, score =
+    cos(source, candidate); trained with :func:`simcls_loss`, candidates ordered by
+    :func:`metric_quality` over ``config.metrics``.
+
+    Differences from SimCLS / LLM-Blender's DualReranker, by design: mean pooling by default
+    (``pooling="cls"`` gives their first-token vector; MiniLM was trained for mean pooling), and the
+    candidate order comes from the mean normalised metric rank, not the raw sum of metric scores
+    (in which BLEU's 0-100 scale would outweigh BERTScore's 0-1)."""
+
+    KIND = "simcls"
+    CONFIG = SimCLSConfig
+
+    def _frame(self, ids: Sequence[int]) -> tuple[int, ...]:
+        return (*self.prefix, *ids, *self.suffix)
+
+    def make_item(self, source: str, texts: list[str], table: np.ndarray, reference: str | None) -> _SimCLSItem:
+        cfg = self.config
+        quality = _quality(table)
+        gold = self._frame(self.tokens(reference, cfg.candidate_max_length)) if reference else None
+        return _SimCLSItem(self._frame(self.tokens(source, cfg.source_max_length)),
+                           [self._frame(self.tokens(t, cfg.candidate_max_length)) for t in texts], quality, gold)
+
+    def collate(self, items: list[tuple[_SimCLSItem, list[int]]]) -> dict[str, torch.Tensor]:
+        """Sources, the chosen candidates (sorted by length, with their input and quality) and the
+        references, each padded apart."""
+        cands = sorted(((b, k) for b, (it, chosen) in enumerate(items) for k in chosen),
+                       key=lambda bk: len(items[bk[0]][0].candidates[bk[1]]))
+        src = self.pad([it.source for it, _ in items])
+        cand = self.pad([items[b][0].candidates[k] for b, k in cands])
+        batch = {"src_ids": src["input_ids"], "src_mask": src["attention_mask"],
+                 "cand_ids": cand["input_ids"], "cand_mask": cand["attention_mask"],
+                 "cand_owner": torch.tensor([b for b, _ in cands]),
+                 "quality": torch.tensor([items[b][0].quality[k] for b, k in cands], dtype=torch.float)}
+        golds = sorted(((b, it.gold) for b, (it, _) in enumerate(items) if it.gold is not None),
+                       key=lambda g: len(g[1]))
+        if golds and self.config.gold_weight:
+            gold = self.pad([g for _, g in golds])
+            batch.update(gold_ids=gold["input_ids"], gold_mask=gold["attention_mask"],
+                         gold_owner=torch.tensor([b for b, _ in golds]))
+        return batch
+
+    def forward(self, src_ids: torch.Tensor, src_mask: torch.Tensor, cand_ids: torch.Tensor, cand_mask: torch.Tensor,
+                cand_owner: torch.Tensor, quality: torch.Tensor, gold_ids: torch.Tensor | None = None,
+                gold_mask: torch.Tensor | None = None, gold_owner: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean SimCLS loss over the batch's inputs."""
+        src = self.pooled(src_ids, src_mask)
+        cos = F.cosine_similarity(self.pooled(cand_ids, cand_mask), src[cand_owner], dim=-1)
+        gold_cos = None
+        if gold_ids is not None:
+            gold_cos = torch.full((len(src),), float("nan"), device=cos.device)
+            gold_cos[gold_owner] = F.cosine_similarity(self.pooled(gold_ids, gold_mask), src[gold_owner], dim=-1)
+        losses = []
+        for b in range(len(src)):
+            sel = cand_owner == b
+            g = gold_cos[b] if gold_cos is not None and not torch.isnan(gold_cos[b]) else None
+            losses.append(simcls_loss(cos[sel], quality[sel], self.config.margin, gold_cos=g,
+                                      gold_margin=self.config.gold_margin, gold_weight=self.config.gold_weight))
+        return torch.stack(losses).mean()
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], budget: int, *, batch_size: int | None = None,
+              progress: bool = False) -> torch.Tensor:
+        """Mean-pooled embeddings (unnormalised, fp32), length-sorted batches."""
+        batch_size = batch_size or self.config.eval_batch_size
+        framed = [self._frame(self.tokens(t, budget)) for t in texts]
+        order = _ordered(framed, len)
+        out = torch.zeros((len(texts), self.encoder.config.hidden_size))
+        was_training = self.training
+        self.eval()
+        try:
+            with self._autocast():
+                for start in tqdm(range(0, len(order), batch_size), desc="SimCLS", disable=not progress):
+                    idx = order[start : start + batch_size]
+                    batch = {k: v.to(self.device) for k, v in self.pad([framed[k] for k in idx]).items()}
+                    out[idx] = self.pooled(batch["input_ids"], batch["attention_mask"]).cpu()
+        finally:
+            self.train(was_training)
+        return out
+
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              batch_size: int | None = None, progress: bool = False) -> Scores:
+        _check_inputs(sources, candidate_lists)
+        cfg = self.config
+        src_texts = list(dict.fromkeys(sources))
+        cand_texts = list(dict.fromkeys(t for cands in candidate_lists for t in cands))
+        src = dict(zip(src_texts, self.embed(src_texts, cfg.source_max_length, batch_size=batch_size)))
+        cand = dict(zip(cand_texts, self.embed(cand_texts, cfg.candidate_max_length, batch_size=batch_size,
+                                               progress=progress)))
+        return [F.cosine_similarity(torch.stack([cand[t] for t in cands]), src[s][None], dim=-1).numpy().astype(float)
+                for s, cands in zip(sources, candidate_lists)]
+
+
+@dataclass
+class _SummaItem:
+    pairs: list[tuple[tuple[int, ...], tuple[int, ...]]]  # (ids, token types) per candidate
+    labels: np.ndarray  # [N, n_metrics]: 1 where the candidate is (tied for) the best by that metric
+    quality: np.ndarray  # [N]: which candidate sub-sampling keeps
+
+
+def top_labels(table: np.ndarray) -> np.ndarray:
+    """SummaReranker's targets: 1 where a candidate is the best (ties: all tied) by metric k, else 0."""
+    table = np.asarray(table, dtype=float)
+    return np.isclose(table, table.max(axis=0, keepdims=True), rtol=0, atol=1e-12).astype(float)
+
+
+class SummaRerankerModel(_EncoderBaseline):
+    """SummaReranker-style cross-encoder: ``[CLS] source [SEP] candidate [SEP]``, pooled (mean by
+    default, ``pooling="cls"`` as in the paper), a 2-layer head with one logit per metric, each trained
+    with binary cross-entropy on "is this candidate the best by metric k" (:func:`top_labels`);
+    score = σ(mean over metrics of the logits), as in LLM-Blender's reimplementation.
+
+    Not reproduced: SummaReranker's mixture-of-experts layer and its auxiliary load-balancing loss
+    (one shared head here). Candidate sub-sampling is ``config.train_candidates``."""
+
+    KIND = "summareranker"
+    CONFIG = SummaRerankerConfig
+
+    def __init__(self, encoder: nn.Module, tokenizer: Any, config: BaselineConfig) -> None:
+        super().__init__(encoder, tokenizer, config)
+        hidden = encoder.config.hidden_size
+        drop = config.head_dropout  # type: ignore[attr-defined]
+        self.head = nn.Sequential(nn.Dropout(drop), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(drop),
+                                  nn.Linear(hidden, len(config.metrics)))
+
+    def encode_pair(self, source: str, candidate: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        cfg = self.config
+        first = (*self.prefix, *self.tokens(source, cfg.source_max_length), *self.suffix)
+        second = (*self.tokens(candidate, cfg.candidate_max_length), *self.suffix)
+        return (*first, *second), (0,) * len(first) + (1,) * len(second)
+
+    def make_item(self, source: str, texts: list[str], table: np.ndarray, reference: str | None) -> _SummaItem:
+        return _SummaItem([self.encode_pair(source, t) for t in texts], top_labels(table), _quality(table))
+
+    def collate(self, items: list[tuple[_SummaItem, list[int]]]) -> dict[str, torch.Tensor]:
+        """The chosen (source, candidate) pairs, sorted by length, with their labels (computed over
+        all the input's candidates, so sub-sampling never makes a non-best candidate a positive)."""
+        chosen = sorted(((it, k) for it, ks in items for k in ks), key=lambda ik: len(ik[0].pairs[ik[1]][0]))
+        batch = self.pad([it.pairs[k][0] for it, k in chosen], [it.pairs[k][1] for it, k in chosen])
+        batch["labels"] = torch.tensor(np.stack([it.labels[k] for it, k in chosen]), dtype=torch.float)
+        return batch
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.pooled(input_ids, attention_mask, token_type_ids)).float()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean binary cross-entropy over (candidate, metric)."""
+        return F.binary_cross_entropy_with_logits(self.logits(input_ids, attention_mask, token_type_ids), labels)
+
+    @torch.inference_mode()
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              batch_size: int | None = None, progress: bool = False) -> Scores:
+        _check_inputs(sources, candidate_lists)
+        batch_size = batch_size or self.config.eval_batch_size
+        pairs = [(s, c) for s, cands in zip(sources, candidate_lists) for c in cands]
+        unique = list(dict.fromkeys(pairs))
+        encoded = [self.encode_pair(s, c) for s, c in unique]
+        order = _ordered(encoded, lambda e: len(e[0]))
+        values = np.zeros(len(unique))
+        was_training = self.training
+        self.eval()
+        try:
+            with self._autocast():
+                for start in tqdm(range(0, len(order), batch_size), desc="SummaReranker", disable=not progress):
+                    idx = order[start : start + batch_size]
+                    batch = self.pad([encoded[k][0] for k in idx], [encoded[k][1] for k in idx])
+                    logits = self.logits(**{k: v.to(self.device) for k, v in batch.items()})
+                    values[idx] = torch.sigmoid(logits.mean(-1)).cpu().numpy()
+        finally:
+            self.train(was_training)
+        lookup = dict(zip(unique, values))
+        return _split(np.array([lookup[p] for p in pairs]), candidate_lists)
+
+
+class _TrainedScorer(TextScorer):
+    MODEL: ClassVar[type[_EncoderBaseline]]
+    NAME: ClassVar[str]
+
+    def __init__(self, model: _EncoderBaseline | str | Path, *, batch_size: int | None = None,
+                 device: str | torch.device = "auto") -> None:
+        self.model = model if isinstance(model, self.MODEL) else self.MODEL.from_pretrained(model, device=device)
+        self.batch_size = batch_size
+        self.label = f"{self.NAME} ({Path(self.model.config.backbone).name})"
+
+    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+              progress: bool = False) -> Scores:
+        return self.model.score(sources, candidate_lists, batch_size=self.batch_size, progress=progress)
+
+
+class SimCLSScorer(_TrainedScorer):
+    """Scores = cos(source, candidate) of a trained :class:`SimCLSModel` (or a folder holding one)."""
+
+    MODEL = SimCLSModel
+    NAME = "SimCLS-style"
+
+
+class SummaRerankerScorer(_TrainedScorer):
+    """Scores = σ(mean logit) of a trained :class:`SummaRerankerModel` (or a folder holding one)."""
+
+    MODEL = SummaRerankerModel
+    NAME = "SummaReranker-style"
+
+
+# --------------------------------------------------------------------------------------------
+# training (shared by SimCLS and SummaReranker)
+
+
+@dataclass
+class _Input:
+    source: str
+    texts: list[str]
+    table: np.ndarray
+    reference: str | None
+
+
+def _training_inputs(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[_Input], int]:
+    """Training inputs; identical candidate texts are merged and empty ones dropped, and inputs left
+    with fewer than two candidates (nothing to order) or no instruction are skipped (counted)."""
+    inputs, skipped = [], 0
+    for ex in examples:
+        table = _values_table(ex, metrics)
+        first: dict[str, int] = {}
+        for k, cand in enumerate(ex["candidates"]):
+            if isinstance(cand.get("text"), str) and cand["text"].strip():
+                first.setdefault(cand["text"], k)
+        if len(first) < 2 or not source_text(ex).strip():
+            skipped += 1
+            continue
+        reference = ex.get("output") if ex.get("has_reference", True) else None
+        reference = reference if isinstance(reference, str) and reference.strip() else None
+        inputs.append(_Input(source_text(ex), list(first), table[list(first.values())], reference))
+    if not inputs:
+        raise ValueError("no training input has two distinct non-empty candidates: nothing to learn from")
+    return inputs, skipped
+
+
+def sub_sample(quality: np.ndarray, k: int | None, rng: np.random.Generator) -> list[int]:
+    """LLM-Blender's "top_random" sub-sampling: the best candidate (first of equals) and k - 1 others
+    drawn at random, in index order; all of them when k is None or N <= k."""
+    n = len(quality)
+    if k is None or n <= k:
+        return list(range(n))
+    top = int(np.argmax(quality))
+    others = rng.choice([i for i in range(n) if i != top], size=k - 1, replace=False)
+    return sorted([top, *others.tolist()])
+
+
+class _Shuffled(torch.utils.data.Dataset):
+    """This epoch's (item, candidates) in a (seed, epoch)-seeded order and sub-sample, so a resumed
+    run sees what an uninterrupted one would."""
+
+    def __init__(self, items: list[Any], seed: int, train_candidates: int | None) -> None:
+        self.items, self.seed, self.k = items, seed, train_candidates
+        self.resample(0)
+
+    def resample(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, epoch])
+        self.order = rng.permutation(len(self.items)).tolist()
+        self.chosen = [sub_sample(it.quality, self.k, rng) for it in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> tuple[Any, list[int]]:
+        return self.items[self.order[k]], self.chosen[self.order[k]]
+
+
+@dataclass
+class BaselineTrainReport:
+    kind: str
+    out_dir: str
+    best_dir: str
+    best_epoch: int
+    epochs_completed: int
+    resumed_from_epoch: int  # epochs already done when this call started (0 = fresh)
+    train_loss: list[float]  # mean loss per epoch, all epochs of the run
+    val: list[dict[str, float]]  # evaluate_selection on validation, per epoch
+    seconds: float  # this call, all included
+    train_seconds: float  # training epochs of this call only
+    train_inputs: int
+    skipped_examples: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_state(out_dir: Path, config: BaselineConfig, key: str, resume: bool) -> dict[str, Any] | None:
+    path = out_dir / STATE_FILE
+    if not path.exists():
+        return None
+    if not resume:
+        for child in out_dir.iterdir():
+            if child.name in (STATE_FILE, "best") or child.name.startswith(("epoch-", ".epoch-", ".best.")):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state.get("kind") != config.KIND or state["config_key"] != config.key(ignore=("epochs",)) \
+            or state["data_key"] != key:
+        raise ValueError(f"{out_dir} holds a {state.get('kind')} run with other settings or data; use "
+                         f"another out_dir, or resume=False to start over there")
+    return state
+
+
+def _better(val: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Lower mean metric rank of the top-1 is better; ties keep the earlier epoch."""
+    if best is None:
+        return True
+    now, then = val.get("top1_mean_metric_rank", math.nan), best.get("top1_mean_metric_rank", math.nan)
+    return math.isnan(then) or (not math.isnan(now) and now < then)
+
+
+def _checkpoint(accelerator: Any, model: nn.Module, out_dir: Path, epoch: int) -> None:
+    """epoch-K/ = model/ (loadable) + train_state/ (optimizer, scheduler, RNG), renamed into place whole."""
+    staging, target = out_dir / f".epoch-{epoch}.partial", out_dir / f"epoch-{epoch}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)  # an orphan of a run killed before its state.json
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / "train_state"))
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model)._write(staging / "model")
+        staging.rename(target)
+    accelerator.wait_for_everyone()
+
+
+def _train(model_cls: type[_EncoderBaseline], train_examples: Sequence[Mapping[str, Any]],
+           val_examples: Sequence[Mapping[str, Any]], config: BaselineConfig, out_dir: str | Path, *,
+           progress: bool, resume: bool) -> BaselineTrainReport:
+    from transformers import get_linear_schedule_with_warmup
+
+    if not isinstance(config, model_cls.CONFIG):
+        raise TypeError(f"{model_cls.KIND} training needs a {model_cls.CONFIG.__name__}, got {type(config).__name__}")
+    start_time = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs, skipped = _training_inputs(train_examples, config.metrics)
+    if val_examples:
+        check_examples(val_examples)
+        for ex in val_examples:  # a missing score fails now, not after an epoch of training
+            _values_table(ex, config.metrics)
+    key = _run_key(train_examples, val_examples)  # validation picks the best epoch: part of the run
+    state = _load_state(out_dir, config, key, resume) or {
+        "kind": config.KIND, "config_key": config.key(ignore=("epochs",)), "data_key": key, "completed_epochs": 0,
+        "best_epoch": 0, "train_loss": [], "val": [], "train_seconds": []}
+    done = state["completed_epochs"]
+    if done < config.epochs:
+        accelerator = _accelerator(config)
+        model = model_cls.from_backbone(config)
+        dataset = _Shuffled([model.make_item(i.source, i.texts, i.table, i.reference) for i in inputs], config.seed,
+                            config.train_candidates)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
+                                             collate_fn=model.collate)
+        optimizer = _optimizer(model, config)
+        total_steps = math.ceil(len(loader) / config.grad_accum_steps) * config.epochs
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+        model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+        if done:
+            accelerator.load_state(str(out_dir / f"epoch-{done}" / "train_state"))
+            _sync_lr(scheduler)
+        for epoch in range(done, config.epochs):
+            dataset.resample(epoch)
+            torch.manual_seed(config.seed + epoch)  # dropout: reproducible per epoch, also after a resume
+            epoch_start = time.perf_counter()
+            model.train()
+            losses = []
+            bar = tqdm(loader, desc=f"{config.KIND} epoch {epoch + 1}/{config.epochs}",
+                       disable=not (progress and accelerator.is_local_main_process))
+            for batch in bar:
+                with accelerator.accumulate(model):
+                    loss = model(**batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                losses.append(loss.detach().float())
+                bar.set_postfix(loss=f"{losses[-1].item():.4f}")
+            mean_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+            seconds = time.perf_counter() - epoch_start
+            unwrapped = accelerator.unwrap_model(model)
+            val = {}
+            if val_examples:
+                sources, candidate_lists = check_examples(val_examples)
+                val = evaluate_selection(val_examples, unwrapped.score(sources, candidate_lists), config.metrics)
+            _checkpoint(accelerator, model, out_dir, epoch + 1)
+            best_val = state["val"][state["best_epoch"] - 1] if state["best_epoch"] else None
+            if not val or _better(val, best_val):
+                state["best_epoch"] = epoch + 1
+            state["train_loss"].append(mean_loss)
+            state["train_seconds"].append(seconds)
+            state["val"].append(val)
+            state["completed_epochs"] = epoch + 1
+            if accelerator.is_main_process:
+                atomic_write_json(out_dir / STATE_FILE, state)
+                for old in out_dir.glob("epoch-*"):
+                    if old.name not in {f"epoch-{epoch + 1}", f"epoch-{state['best_epoch']}"}:
+                        shutil.rmtree(old)
+                if progress:
+                    shown = {k: round(v, 4) for k, v in val.items() if k.startswith("top1_")}
+                    print(f"{config.KIND} epoch {epoch + 1}: loss {mean_loss:.4f} {shown}")
+            accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return _train_report(state, config, out_dir, done, start_time, len(inputs), skipped)
+    staging = out_dir / ".best.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(out_dir / f"epoch-{state['best_epoch']}" / "model", staging)
+    _replace_dir(staging, out_dir / "best")
+    return _train_report(state, config, out_dir, done, start_time, len(inputs), skipped)
+
+
+def _train_report(state: dict[str, Any], config: BaselineConfig, out_dir: Path, done: int, start_time: float,
+                  n_inputs: int, skipped: int) -> BaselineTrainReport:
+    return BaselineTrainReport(
+        kind=config.KIND, out_dir=str(out_dir), best_dir=str(out_dir / "best"), best_epoch=state["best_epoch"],
+        epochs_completed=state["completed_epochs"], resumed_from_epoch=done, train_loss=state["train_loss"],
+        val=state["val"], seconds=time.perf_counter() - start_time, train_seconds=sum(state["train_seconds"][done:]),
+        train_inputs=n_inputs, skipped_examples=skipped, config=asdict(config))
+
+
+def train_simcls(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                 config: SimCLSConfig, out_dir: str | Path, *, progress: bool = True,
+                 resume: bool = True) -> BaselineTrainReport:
+    """Train a SimCLS-style dual encoder; the best epoch on validation (lowest mean metric rank of
+    the top-1) lands in out_dir/best. Calling again resumes after the last completed epoch (or trains
+    on when ``epochs`` grew); without validation examples the last epoch is the best."""
+    return _train(SimCLSModel, train_examples, val_examples, config, out_dir, progress=progress, resume=resume)
+
+
+def train_summareranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                        config: SummaRerankerConfig, out_dir: str | Path, *, progress: bool = True,
+                        resume: bool = True) -> BaselineTrainReport:
+    """Train a SummaReranker-style cross-encoder; same conventions as :func:`train_simcls`."""
+    return _train(SummaRerankerModel, train_examples, val_examples, config, out_dir, progress=progress, resume=resume)
