@@ -1287,3 +1287,19 @@ def train_summareranker(train_examples: Sequence[Mapping[str, Any]], val_example
                         resume: bool = True) -> BaselineTrainReport:
     """Train a SummaReranker-style cross-encoder; same conventions as :func:`train_simcls`."""
     return _train(SummaRerankerModel, train_examples, val_examples, config, out_dir, progress=progress, resume=resume)
+
+
+def reward_scorer(model: str, **kwargs: Any) -> TextScorer:
+    """The pointwise reward a name asks for: a causal LM becomes the log-likelihood stand-in
+    (:class:`LMRewardScorer`, offline), anything else a one-logit reward model
+    (:class:`RewardModelScorer`, e.g. OpenAssistant's DeBERTa in the paper profile)."""
+    path, kind = resolve_model_path(model)
+    if kind == "auto":
+        from transformers import AutoConfig
+
+        try:
+            kind = _infer_kind(AutoConfig.from_pretrained(path))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"unknown reward model {model!r}: not a packaged offline model, a local folder or a "
+                             f"reachable hub id ({type(err).__name__})") from err
+    return LMRewardScorer(model, **kwargs) if kind == "causal" else RewardModelScorer(model, **kwargs)

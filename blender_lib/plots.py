@@ -30,3 +30,18 @@ def bar(series: pd.Series, *, title: str, xlabel: str, color: str = "C0"):
         ax.text(value, y, f" {value:.2f}", va="center", fontsize=9)
     fig.tight_layout()
     return ax
+
+
+def tradeoff(curve: pd.DataFrame, *, title: str, ylabel: str, y: str = "quality"):
+    """Top-1 quality against model passes: a line per budgeted aggregation, one marker for bubble."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    lines = curve[curve["aggregation"] != "bubble"]
+    sns.lineplot(data=lines, x="model passes", y=y, hue="aggregation", marker="o", ax=ax)
+    for _, row in curve[curve["aggregation"] == "bubble"].iterrows():
+        ax.scatter([row["model passes"]], [row[y]], marker="*", s=180, color="C3", zorder=3, label="bubble")
+    ax.set_title(title)
+    ax.set_xlabel("model passes per example (each compared pair runs in both orders)")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    fig.tight_layout()
+    return ax

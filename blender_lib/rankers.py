@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from .io import atomic_write_json
 from .judge import ranks_from_scores
 from .models import load_model, resolve_device, resolve_dtype, resolve_model_path
+from .paths import cache_dir
 
 SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
 # How the three parts become one input: "joint" = [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP];
@@ -447,6 +448,22 @@ def _bubble_many(ranker: PairRankerModel, sources: Sequence[str], candidate_list
     return winners, [len(c) - 1 for c in candidate_lists]
 
 
+def example_matrices(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 32,
+                     progress: bool = False) -> list[np.ndarray]:
+    """The full comparison matrix of every MixInstruct example, all pairs batched together."""
+    return _matrices(ranker, [source_text(ex) for ex in examples],
+                     [[c["text"] for c in ex["candidates"]] for ex in examples], batch_size=batch_size,
+                     progress=progress)
+
+
+def bubble_examples(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], *,
+                    batch_size: int = 32) -> tuple[list[int], list[int]]:
+    """Bubble winners of MixInstruct examples run for real (N - 1 comparisons each, both orders):
+    (winner indices, comparisons used per example)."""
+    return _bubble_many(ranker, [source_text(ex) for ex in examples],
+                        [[c["text"] for c in ex["candidates"]] for ex in examples], batch_size=batch_size)
+
+
 def bubble(ranker: PairRankerModel, source: str, candidates: Sequence[str], *, batch_size: int = 32) -> tuple[int, int]:
     """(winner index, comparisons used) of one bubble pass: N - 1 comparisons, each run in both
     orders (so 2(N - 1) model passes). N = 1 needs no comparison."""
@@ -618,12 +635,23 @@ def _pools(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tup
 
 class _PairSampler(torch.utils.data.Dataset):
     """This epoch's pairs: `pairs_per_input` distinct random pairs per input, random left/right
-    order, shuffled. Seeded by (seed, epoch), so a resumed run draws what an uninterrupted one would."""
+    order, shuffled. Seeded by (seed, epoch), so a resumed run draws what an uninterrupted one would.
+
+    With :meth:`group_by_length`, pairs of similar length are batched together (sorted within
+    windows of 32 batches, then the batches shuffled), so a batch pads to little more than its own
+    length: the training counterpart of inference's length bucketing (about 1.5x fewer tokens)."""
+
+    GROUP_WINDOW = 32  # batches per sorted window: long enough to group, short enough to stay random
 
     def __init__(self, pools: list[_Pool], pairs_per_input: int, seed: int) -> None:
         self.pools, self.pairs_per_input, self.seed = pools, pairs_per_input, seed
+        self.batch_size: int | None = None
+        self.length_of: Callable[[tuple[str, str, str, np.ndarray]], int] | None = None
         self.items: list[tuple[str, str, str, np.ndarray]] = []
         self.resample(0)
+
+    def group_by_length(self, batch_size: int, length_of: Callable[[tuple[str, str, str, np.ndarray]], int]) -> None:
+        self.batch_size, self.length_of = batch_size, length_of
 
     def resample(self, epoch: int) -> None:
         rng = np.random.default_rng([self.seed, epoch])
@@ -634,6 +662,19 @@ class _PairSampler(torch.utils.data.Dataset):
                 i, j = pairs[p] if rng.random() < 0.5 else pairs[p][::-1]
                 items.append((pool.source, pool.texts[i], pool.texts[j], pool.scores[i] - pool.scores[j]))
         self.items = [items[k] for k in rng.permutation(len(items))]  # same length every epoch
+        if self.batch_size is not None and self.length_of is not None:
+            self.items = self._grouped(self.items, self.batch_size, self.length_of, rng)
+
+    def _grouped(self, items: list[Any], batch_size: int, length_of: Callable[[Any], int],
+                 rng: np.random.Generator) -> list[Any]:
+        window = batch_size * self.GROUP_WINDOW
+        batches = []
+        for start in range(0, len(items), window):
+            chunk = sorted(items[start : start + window], key=length_of)  # stable: ties keep the random order
+            batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+        tail = batches.pop() if len(batches[-1]) < batch_size else None  # a short batch stays last
+        batches = [batches[k] for k in rng.permutation(len(batches))] + ([tail] if tail else [])
+        return [item for batch in batches for item in batch]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -656,6 +697,8 @@ class TrainReport:
     train_pairs_per_second: float
     skipped_examples: int
     config: dict[str, Any] = field(default_factory=dict)
+    epoch_seconds: list[float] = field(default_factory=list)  # training time of every epoch of the run, when it ran
+    pairs_per_epoch: int = 0
 
 
 def _accelerator(config: PairRankerConfig) -> Any:
@@ -739,13 +782,13 @@ def _save_epoch(accelerator: Any, model: nn.Module, out_dir: Path, epoch: int) -
 
 
 def _report(state: dict[str, Any], out_dir: Path, resumed: int, seconds: float, pairs: int, train_seconds: float,
-            skipped: int, config: PairRankerConfig) -> TrainReport:
+            skipped: int, config: PairRankerConfig, pairs_per_epoch: int) -> TrainReport:
     return TrainReport(
         out_dir=str(out_dir), best_dir=str(out_dir / "best"), best_epoch=state["best_epoch"],
         epochs_completed=state["completed_epochs"], resumed_from_epoch=resumed, train_loss=state["train_loss"],
         val=state["val"], seconds=seconds, train_pairs=pairs,
         train_pairs_per_second=pairs / train_seconds if train_seconds > 0 else 0.0, skipped_examples=skipped,
-        config=asdict(config))
+        config=asdict(config), epoch_seconds=list(state["train_seconds"]), pairs_per_epoch=pairs_per_epoch)
 
 
 def _better(val: dict[str, float], best: dict[str, float] | None) -> bool:
@@ -845,6 +888,8 @@ def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: 
     if done < config.epochs:
         accelerator = _accelerator(config)
         model = PairRankerModel.from_backbone(config)
+        formatter = model.formatter  # bound now: `model` is rebound to accelerate's wrapper below
+        sampler.group_by_length(config.batch_size, lambda item: len(formatter.encode(*item[:3])[0]))
         loader = torch.utils.data.DataLoader(sampler, batch_size=config.batch_size, shuffle=False,  # sampler shuffles
                                              collate_fn=_collate_pairs(model.formatter))
         optimizer = _optimizer(model, config)
@@ -866,8 +911,28 @@ def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: 
                 shown = {k: round(v, 4) for k, v in val.items() if k in ("pairwise_accuracy", "top1_mean_metric_rank")}
                 print(f"epoch {epoch + 1}: loss {loss:.4f} {shown}")
         if not accelerator.is_main_process:  # only the main process publishes
-            return _report(state, out_dir, done, time.perf_counter() - start_time, 0, 0.0, skipped, config)
+            return _report(state, out_dir, done, time.perf_counter() - start_time, 0, 0.0, skipped, config,
+                           len(sampler))
     _publish_best(out_dir, state["best_epoch"])
     trained = state["train_seconds"][done:]
     return _report(state, out_dir, done, time.perf_counter() - start_time, len(sampler) * len(trained), sum(trained),
-                   skipped, config)
+                   skipped, config, len(sampler))
+
+
+def run_dir(train_examples: Sequence[Mapping[str, Any]], config: PairRankerConfig, root: str | Path | None = None) -> Path:
+    """Where a training run with this config and data lives: <root>/<config key>-<data key>
+    (``epochs`` left out of the key, so asking for more epochs continues the same run). The root
+    defaults to the user cache (``$BLENDER_BOOK_CACHE/pairranker``): checkpoints are hundreds of MB."""
+    pools, _ = _pools(train_examples, config.metrics)
+    base = Path(root) if root is not None else cache_dir() / "pairranker"
+    return base / f"{config.key(ignore=('epochs',))}-{_data_key(pools)}"
+
+
+def train_or_load(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                  config: PairRankerConfig, *, root: str | Path | None = None,
+                  progress: bool = True) -> tuple[PairRankerModel, TrainReport]:
+    """The best checkpoint of a finished run with this config and data; trains (or resumes an
+    interrupted run) first when there is none."""
+    report = train_pairranker(train_examples, val_examples, config, run_dir(train_examples, config, root),
+                              progress=progress)
+    return PairRankerModel.from_pretrained(report.best_dir, device=config.device), report

@@ -552,3 +552,9 @@ def test_training_skips_inputs_with_nothing_to_order_and_refuses_empty_data(tiny
         B.train_simcls([dup], [], config, tmp_path / "none", progress=False)
     with pytest.raises(FileNotFoundError, match="no saved baseline model"):
         B.SimCLSScorer(tmp_path / "absent")
+
+
+def test_reward_scorer_picks_the_stand_in_for_a_causal_lm_and_names_an_unknown_model():
+    assert isinstance(B.reward_scorer("smollm2-135m-instruct"), B.LMRewardScorer)
+    with pytest.raises(ValueError, match="unknown reward model 'no-such/reward-model'"):
+        B.reward_scorer("no-such/reward-model")

@@ -413,3 +413,45 @@ def test_a_killed_run_resumes_to_exactly_what_an_uninterrupted_run_gives(tmp_pat
     np.testing.assert_allclose(R.comparison_matrix(after_resume, ex), R.comparison_matrix(uninterrupted, ex),
                                rtol=0, atol=1e-6)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_train_or_load_keys_its_folder_by_config_and_data_and_loads_a_finished_run(training, tmp_path):
+    train, val = training["train"], training["val"]
+    config = replace(TRAIN_CONFIG, epochs=2)
+    folder = R.run_dir(train, config, tmp_path)
+    assert folder == R.run_dir(train, replace(config, epochs=5), tmp_path)  # more epochs continue the same run
+    assert folder != R.run_dir(train, replace(config, lr=3e-4), tmp_path)
+    assert folder != R.run_dir(train[:-1], config, tmp_path)
+    shutil.copytree(training["out"], folder)  # a finished run, as a previous session would leave it
+    ranker, report = R.train_or_load(train, val, config, root=tmp_path, progress=False)
+    assert report.train_pairs == 0 and report.epochs_completed == 2  # loaded, nothing retrained
+    assert report.epoch_seconds == training["reports"][1].epoch_seconds and report.pairs_per_epoch == 24
+    first = training["reports"][1]
+    expected = R.PairRankerModel.from_pretrained(first.best_dir, device="cpu")
+    ranker.config = expected.config = replace(ranker.config, bf16=False)  # fp32: batching changes nothing visible
+    matrices = R.example_matrices(ranker, val)
+    np.testing.assert_allclose(matrices[0], R.comparison_matrix(expected, val[0]), rtol=0, atol=1e-5)
+    winners, used = R.bubble_examples(ranker, val)
+    assert used == [len(ex["candidates"]) - 1 for ex in val]
+    assert winners == [R.bubble_winner(m) for m in matrices]  # bubble run for real = bubble over the matrix
+
+
+def test_length_grouping_keeps_the_pairs_and_batches_similar_lengths():
+    pools, _ = R._pools(synthetic_examples(), ("bleu", "rougeL"))
+    plain = R._PairSampler(pools, pairs_per_input=4, seed=1)
+    grouped = R._PairSampler(pools, pairs_per_input=4, seed=1)
+    length = lambda item: len(item[1]) + len(item[2])  # noqa: E731
+    grouped.group_by_length(batch_size=4, length_of=length)
+    grouped.resample(0)
+    assert sorted(i[:3] for i in grouped.items) == sorted(i[:3] for i in plain.items)  # same pairs, new order
+
+    def padding(items):  # the characters a batch of 4 pads with, summed over batches
+        batches = [items[k : k + 4] for k in range(0, len(items), 4)]
+        return sum(max(map(length, b)) * len(b) - sum(map(length, b)) for b in batches)
+
+    assert padding(grouped.items) < padding(plain.items)
+    again = R._PairSampler(pools, pairs_per_input=4, seed=1)
+    again.group_by_length(batch_size=4, length_of=length)
+    again.resample(0)
+    assert [i[:3] for i in again.items] == [i[:3] for i in grouped.items]  # still seeded
