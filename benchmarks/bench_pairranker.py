@@ -54,8 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from _llm_blender_worker import (READY, RESULT, TokenCounter, adamw, inference_figures, serve, timed,
-                                 train_step, training_figures)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared worker pieces live beside this file
+from _llm_blender_worker import (READY, RESULT, TokenCounter, adamw, inference_figures, serve,  # noqa: E402
+                                 timed, train_step, training_figures)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
