@@ -66,7 +66,8 @@ from tqdm.auto import tqdm
 from .generate import user_message
 from .io import atomic_write_json
 from .judge import gpt_rank_scores, ranks_from_scores
-from .models import LoadedModel, _infer_kind, load_model, resolve_device, resolve_dtype, resolve_model_path
+from .models import (LoadedModel, _infer_kind, freeze_lower_layers, load_model, load_trainable_encoder, resolve_device,
+                     resolve_dtype, resolve_model_path)
 from .paths import cache_dir
 from .rankers import _accelerator, _check_inputs, _optimizer, _replace_dir, _sync_lr, metric_table, source_text
 
@@ -593,6 +594,7 @@ class BaselineConfig:
     attention_dropout: float | None = 0.0  # attention dropout forces a slower attention path: ~2x CPU time
     bf16: bool = False  # bf16 autocast; measured no faster than fp32 for these short texts on CPU
     device: str = "auto"
+    freeze_layers: int = 0  # freeze the embeddings + this many bottom layers (a CPU budget; the papers: 0)
 
     KIND: ClassVar[str] = "baseline"
 
@@ -608,6 +610,8 @@ class BaselineConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.train_candidates is not None and int(self.train_candidates) < 2:
             raise ValueError(f"train_candidates must be >= 2 (or None for all), got {self.train_candidates}")
+        if int(self.freeze_layers) < 0:
+            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
 
@@ -620,7 +624,8 @@ class BaselineConfig:
 
     def key(self, *, ignore: Sequence[str] = ()) -> str:
         """A short hash of the kind and the fields (a resumed run may change ``epochs`` only)."""
-        values = {k: v for k, v in asdict(self).items() if k not in ignore}
+        values = {k: v for k, v in asdict(self).items()
+                  if k not in ignore and not (k == "freeze_layers" and v == 0)}  # older runs keep their keys
         return hashlib.sha256(json.dumps([self.KIND, values], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -698,17 +703,11 @@ class _EncoderBaseline(nn.Module):
 
     @classmethod
     def from_backbone(cls, config: BaselineConfig, *, device: str | torch.device = "cpu") -> _EncoderBaseline:
-        """A fresh model: pretrained encoder (dropout overrides applied), seeded new weights."""
-        from transformers import AutoConfig
-
-        path, _ = resolve_model_path(config.backbone)
-        encoder_config = AutoConfig.from_pretrained(path)
-        for name, value in (("attention_probs_dropout_prob", config.attention_dropout),
-                            ("attention_dropout", config.attention_dropout),
-                            ("hidden_dropout_prob", config.hidden_dropout)):
-            if value is not None and hasattr(encoder_config, name):
-                setattr(encoder_config, name, value)
-        loaded = load_model(config.backbone, kind="encoder", device=device, dtype="float32", config=encoder_config)
+        """A fresh model: pretrained encoder (dropout overrides applied, lower layers frozen as
+        configured), seeded new weights."""
+        loaded = load_trainable_encoder(config.backbone, device=device, hidden_dropout=config.hidden_dropout,
+                                        attention_dropout=config.attention_dropout)
+        freeze_lower_layers(loaded.model, config.freeze_layers)
         torch.manual_seed(config.seed)  # any new head is random: seed it
         return cls(loaded.model, loaded.tokenizer, config).to(loaded.device)
 

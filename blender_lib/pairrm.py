@@ -164,7 +164,7 @@ def map_pairrm_state_dict(state: Mapping[str, torch.Tensor],
         parts = ([f"missing from the checkpoint: {_listed(missing)}"] if missing else []) + (
             [f"unexpected in the checkpoint: {_listed(sorted(unexpected))}"] if unexpected else [])
         raise PairRMCheckpointError("the weights do not match the DebertaV2PairRM layout "
-                                    f"(pretrained_model.* + head_layer.*) of its config.json; " + "; ".join(parts))
+                                    "(pretrained_model.* + head_layer.*) of its config.json; " + "; ".join(parts))
     shapes = [f"{_official_name(k)}: checkpoint {tuple(mapped[k].shape)} vs config {tuple(expected[k].shape)}"
               for k in sorted(mapped) if mapped[k].shape != expected[k].shape]
     if shapes:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .io import atomic_write_json
 from .judge import ranks_from_scores
-from .models import load_model, resolve_device, resolve_dtype, resolve_model_path
+from .models import freeze_lower_layers, load_trainable_encoder, resolve_device, resolve_dtype
 from .paths import cache_dir
 
 SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
@@ -85,6 +85,7 @@ class PairRankerConfig:
     device: str = "auto"
     special_tokens: tuple[str, str, str] = SPECIAL_TOKENS  # the source / candidate1 / candidate2 markers
     input_layout: str = "joint"  # one of INPUT_LAYOUTS; "pairrm" for the published PairRM checkpoints
+    freeze_layers: int = 0  # freeze the embeddings + this many bottom layers (a CPU budget; the paper: 0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
@@ -102,6 +103,8 @@ class PairRankerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if int(self.freeze_layers) < 0:
+            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PairRankerConfig:
@@ -113,7 +116,7 @@ class PairRankerConfig:
     def key(self, *, ignore: Sequence[str] = ()) -> str:
         """A short hash of the fields (a resumed run may change ``epochs`` and nothing else). Fields
         added later are left out while at their defaults, so older runs keep their keys."""
-        defaults = {"special_tokens": SPECIAL_TOKENS, "input_layout": "joint"}
+        defaults = {"special_tokens": SPECIAL_TOKENS, "input_layout": "joint", "freeze_layers": 0}
         values = {k: v for k, v in asdict(self).items()
                   if k not in ignore and not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
@@ -251,21 +254,16 @@ class PairRankerModel(nn.Module):
     @classmethod
     def from_backbone(cls, config: PairRankerConfig, *, device: str | torch.device = "cpu") -> PairRankerModel:
         """A fresh ranker: pretrained encoder, three added special tokens, a seeded random head."""
-        from transformers import AddedToken, AutoConfig
+        from transformers import AddedToken
 
-        path, _ = resolve_model_path(config.backbone)
-        encoder_config = AutoConfig.from_pretrained(path)
-        for name, value in (("attention_probs_dropout_prob", config.attention_dropout),
-                            ("attention_dropout", config.attention_dropout),
-                            ("hidden_dropout_prob", config.hidden_dropout)):
-            if value is not None and hasattr(encoder_config, name):  # must be set before the modules are built
-                setattr(encoder_config, name, value)
-        loaded = load_model(config.backbone, kind="encoder", device=device, dtype="float32", config=encoder_config)
+        loaded = load_trainable_encoder(config.backbone, device=device, hidden_dropout=config.hidden_dropout,
+                                        attention_dropout=config.attention_dropout)
         tokenizer = loaded.tokenizer
         new_tokens = [AddedToken(t, special=True, normalized=False) for t in config.special_tokens]
         tokenizer.add_tokens(new_tokens, special_tokens=True)
         torch.manual_seed(config.seed)  # new embedding rows and the head are random: seed them
         loaded.model.resize_token_embeddings(len(tokenizer))
+        freeze_lower_layers(loaded.model, config.freeze_layers)  # after the resize: it replaces the embeddings
         return cls(loaded.model, tokenizer, config).to(loaded.device)
 
     @property
@@ -718,8 +716,9 @@ def _accelerator(config: PairRankerConfig) -> Any:
 
 def _optimizer(model: nn.Module, config: PairRankerConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and norm weights (the usual BERT recipe)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    trainable = [p for p in model.parameters() if p.requires_grad]  # frozen layers (freeze_layers) stay out
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
 

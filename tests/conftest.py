@@ -46,6 +46,42 @@ def build_example(
     return example
 
 
+# Question / reference pairs for the rankers' and baselines' tiny synthetic training sets.
+FACTS = [
+    ("What is the capital of France?", "paris is the capital of france"),
+    ("Which planet is the largest?", "jupiter is the largest planet"),
+    ("What do bees make?", "bees make honey from flower nectar"),
+    ("What colour is the sky on a clear day?", "the sky is blue on a clear day"),
+    ("How many legs does a spider have?", "a spider has eight legs"),
+    ("What is water made of?", "water is made of hydrogen and oxygen"),
+    ("Who wrote Hamlet?", "william shakespeare wrote hamlet"),
+    ("What is the boiling point of water?", "water boils at one hundred degrees celsius"),
+    ("What gas do plants absorb?", "plants absorb carbon dioxide from the air"),
+    ("What is the fastest land animal?", "the cheetah is the fastest land animal"),
+    ("Which ocean is the largest?", "the pacific ocean is the largest ocean"),
+    ("What is frozen water called?", "frozen water is called ice"),
+]
+BAD_ANSWERS = ["I am not sure about that.", "Please ask me something else."]
+
+
+def overlap_example(ex_id: str, instruction: str, reference: str, texts: list[str], *,
+                    models: list[str] | None = None, cmp_results: dict | None = None) -> dict:
+    """A MixInstruct-shaped example whose 'bleu' and 'rougeL' are word-overlap (Dice) stand-ins,
+    so tests need no metric libraries."""
+    ref_words = set(reference.lower().split())
+
+    def overlap(text: str) -> float:
+        words = text.lower().replace(".", "").split()
+        hits = sum(w in ref_words for w in words)
+        return 0.0 if not hits else 2 * hits / (len(words) + len(ref_words))
+
+    models = models or [f"m{k}" for k in range(len(texts))]
+    return {"id": ex_id, "instruction": instruction, "input": "", "output": reference, "source": "test",
+            "tags": ["qa"], "cmp_results": cmp_results or {},
+            "candidates": [{"model": m, "decoding_method": "greedy", "text": t,
+                            "scores": {"bleu": 100 * overlap(t), "rougeL": overlap(t)}} for m, t in zip(models, texts)]}
+
+
 @pytest.fixture
 def make_example() -> Callable[..., dict]:
     """Factory for valid examples; keyword arguments override fields."""
@@ -76,3 +112,31 @@ def shared_data() -> Path:
             "shared real data not present (../shared/data or $BLENDER_BOOK_SHARED_DATA); a fresh machine lacks it"
         )
     return folder
+
+
+TINY_SHAPE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def save_tiny_models(root: Path, words: list[str], kinds: Iterable[str]) -> dict[str, Path]:
+    """Tiny random models with a word-level tokenizer over ``words`` (specials first), saved as HF
+    folders under ``root``, built in the order given after one seed: "encoder" (BERT), "mlm" (BERT
+    masked LM), "reward" (DeBERTa-v2 with one logit)."""
+    import torch
+    from transformers import (BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast, DebertaV2Config,
+                              DebertaV2ForSequenceClassification)
+
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)})
+    builders = {
+        "encoder": lambda: BertModel(BertConfig(vocab_size=len(words), **TINY_SHAPE)),
+        "mlm": lambda: BertForMaskedLM(BertConfig(vocab_size=len(words), **TINY_SHAPE)),
+        "reward": lambda: DebertaV2ForSequenceClassification(DebertaV2Config(
+            vocab_size=len(words), num_labels=1, type_vocab_size=0, pad_token_id=0, **TINY_SHAPE)),
+    }
+    torch.manual_seed(0)
+    dirs = {}
+    for kind in kinds:
+        dirs[kind] = root / kind
+        builders[kind]().save_pretrained(dirs[kind])
+        tokenizer.save_pretrained(dirs[kind])
+    return dirs

@@ -17,45 +17,17 @@ import pytest
 import torch
 
 from blender_lib import baselines as B
+from conftest import BAD_ANSWERS, FACTS, overlap_example, save_tiny_models
 
 QUESTION = "What is the capital of France?"
 
-FACTS = [
-    ("What is the capital of France?", "paris is the capital of france"),
-    ("Which planet is the largest?", "jupiter is the largest planet"),
-    ("What do bees make?", "bees make honey from flower nectar"),
-    ("What colour is the sky on a clear day?", "the sky is blue on a clear day"),
-    ("How many legs does a spider have?", "a spider has eight legs"),
-    ("What is water made of?", "water is made of hydrogen and oxygen"),
-    ("Who wrote Hamlet?", "william shakespeare wrote hamlet"),
-    ("What is the boiling point of water?", "water boils at one hundred degrees celsius"),
-    ("What gas do plants absorb?", "plants absorb carbon dioxide from the air"),
-    ("What is the fastest land animal?", "the cheetah is the fastest land animal"),
-]
-BAD_ANSWERS = ["I am not sure about that.", "Please ask me something else."]
-
-
-def example(ex_id: str, instruction: str, reference: str, texts: list[str], *, models: list[str] | None = None,
-            cmp_results: dict | None = None) -> dict:
-    """A MixInstruct-shaped example; 'bleu' and 'rougeL' are word-overlap stand-ins (no metric libraries)."""
-    ref_words = set(reference.lower().split())
-
-    def overlap(text: str) -> float:
-        words = text.lower().replace(".", "").split()
-        hits = sum(w in ref_words for w in words)
-        return 0.0 if not hits else 2 * hits / (len(words) + len(ref_words))
-
-    models = models or [f"m{k}" for k in range(len(texts))]
-    return {"id": ex_id, "instruction": instruction, "input": "", "output": reference, "source": "test",
-            "tags": ["qa"], "cmp_results": cmp_results or {},
-            "candidates": [{"model": m, "decoding_method": "greedy", "text": t,
-                            "scores": {"bleu": 100 * overlap(t), "rougeL": overlap(t)}} for m, t in zip(models, texts)]}
+example = overlap_example
 
 
 def synthetic() -> list[dict]:
     """Good, partial and bad candidates; the good one is not always first."""
     out = []
-    for n, (question, reference) in enumerate(FACTS):
+    for n, (question, reference) in enumerate(FACTS[:10]):
         words = reference.split()
         texts = [reference.capitalize() + ".", " ".join(words[: len(words) // 2]), *BAD_ANSWERS]
         shift = n % len(texts)
@@ -85,37 +57,10 @@ def tiny_tokenizer():
     return BertTokenizerFast(vocab={w: i for i, w in enumerate(words)})
 
 
-def tiny_bert_config(**overrides):
-    from transformers import BertConfig
-
-    values = dict(vocab_size=len(vocab_words()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0)
-    return BertConfig(**{**values, **overrides})
-
-
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     """Three locally built test models: a BERT encoder, a BERT masked LM, a DeBERTa-v2 reward model."""
-    from transformers import BertForMaskedLM, BertModel, DebertaV2Config, DebertaV2ForSequenceClassification
-
-    root = tmp_path_factory.mktemp("tiny")
-    tokenizer = tiny_tokenizer()
-    torch.manual_seed(0)
-    models = {
-        "encoder": BertModel(tiny_bert_config()),
-        "mlm": BertForMaskedLM(tiny_bert_config()),
-        "reward": DebertaV2ForSequenceClassification(DebertaV2Config(
-            vocab_size=len(vocab_words()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=128, num_labels=1, type_vocab_size=0,
-            pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
-    }
-    dirs = {}
-    for name, model in models.items():
-        dirs[name] = root / name
-        model.save_pretrained(dirs[name])
-        tokenizer.save_pretrained(dirs[name])
-    return dirs
+    return save_tiny_models(tmp_path_factory.mktemp("tiny"), vocab_words(), ("encoder", "mlm", "reward"))
 
 
 # --------------------------------------------------------------------------------------------

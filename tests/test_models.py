@@ -87,3 +87,20 @@ def test_gguf_models_convert_once_and_reload_from_the_cache():
     assert models.resolve_model_path("smollm2-135m-instruct") == models.resolve_model_path("smollm2-135m-instruct")
     base = models.load_model("gemma3-270m", device="cpu", dtype="bf16")
     assert not models.has_chat_template(base)  # a base model: few-shot prompting
+
+
+def test_parameter_count_from_the_config_matches_the_loaded_weights():
+    loaded = models.load_model("minilm-l6", device="cpu")
+    assert models.parameter_count("minilm-l6") == sum(p.numel() for p in loaded.model.parameters())
+
+
+def test_freeze_lower_layers_freezes_embeddings_and_the_bottom_layers_only():
+    encoder = models.load_trainable_encoder("minilm-l6", attention_dropout=0.0).model
+    assert encoder.config.attention_probs_dropout_prob == 0.0
+    total = sum(p.numel() for p in encoder.parameters())
+    trainable = models.freeze_lower_layers(encoder, 2)
+    frozen = {n for n, p in encoder.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(("embeddings.", "encoder.layer.0.", "encoder.layer.1.")) for n in frozen)
+    assert 0 < trainable < total
+    with pytest.raises(ValueError, match="only 6 layers"):
+        models.freeze_lower_layers(encoder, 7)

@@ -11,41 +11,9 @@ import pytest
 import torch
 
 from blender_lib import rankers as R
+from conftest import BAD_ANSWERS, FACTS, overlap_example
 
 QUESTION = "What is the capital of France?"
-
-
-def scored_example(ex_id: str, instruction: str, reference: str, texts: list[str]) -> dict:
-    """A MixInstruct-shaped example whose 'bleu' and 'rougeL' are word-overlap stand-ins (no metric libraries)."""
-    ref_words = set(reference.lower().split())
-
-    def overlap(text: str) -> float:
-        words = text.lower().split()
-        hits = sum(w in ref_words for w in words)
-        return 0.0 if not hits else 2 * hits / (len(words) + len(ref_words))
-
-    return {
-        "id": ex_id, "instruction": instruction, "input": "", "output": reference, "source": "test", "tags": ["qa"],
-        "cmp_results": {},
-        "candidates": [{"model": f"m{k}", "decoding_method": "greedy", "text": t,
-                        "scores": {"bleu": 100 * overlap(t), "rougeL": overlap(t)}} for k, t in enumerate(texts)],
-    }
-
-
-FACTS = [
-    ("What is the capital of France?", "paris is the capital of france"),
-    ("Which planet is the largest?", "jupiter is the largest planet"),
-    ("What do bees make?", "bees make honey from flower nectar"),
-    ("What colour is the sky on a clear day?", "the sky is blue on a clear day"),
-    ("How many legs does a spider have?", "a spider has eight legs"),
-    ("What is water made of?", "water is made of hydrogen and oxygen"),
-    ("Who wrote Hamlet?", "william shakespeare wrote hamlet"),
-    ("What is the boiling point of water?", "water boils at one hundred degrees celsius"),
-    ("What gas do plants absorb?", "plants absorb carbon dioxide from the air"),
-    ("What is the fastest land animal?", "the cheetah is the fastest land animal"),
-    ("Which ocean is the largest?", "the pacific ocean is the largest ocean"),
-    ("What is frozen water called?", "frozen water is called ice"),
-]
 
 
 def synthetic_examples() -> list[dict]:
@@ -53,9 +21,8 @@ def synthetic_examples() -> list[dict]:
     examples = []
     for n, (question, reference) in enumerate(FACTS):
         words = reference.split()
-        texts = [reference.capitalize() + ".", " ".join(words[: len(words) // 2]) + "...", "I am not sure about that.",
-                 "Please ask me something else."]
-        examples.append(scored_example(f"ex-{n}", question, reference, texts))
+        texts = [reference.capitalize() + ".", " ".join(words[: len(words) // 2]) + "...", *BAD_ANSWERS]
+        examples.append(overlap_example(f"ex-{n}", question, reference, texts))
     return examples
 
 
@@ -128,14 +95,14 @@ def test_metric_vote_gives_each_metric_one_voice_whatever_its_scale():
 
 
 def test_metric_table_names_the_missing_score():
-    ex = scored_example("e", QUESTION, "paris", ["Paris", "Lyon"])
+    ex = overlap_example("e", QUESTION, "paris", ["Paris", "Lyon"])
     del ex["candidates"][1]["scores"]["rougeL"]
     with pytest.raises(ValueError, match=r"'e', candidate 1 .*rougeL"):
         R.metric_table(ex, ("bleu", "rougeL"))
 
 
 def test_pair_sampler_is_seeded_shuffles_order_and_keeps_deltas_aligned():
-    pools, skipped = R._pools(synthetic_examples()[:4] + [scored_example("dup", QUESTION, "x", ["same", "same"])],
+    pools, skipped = R._pools(synthetic_examples()[:4] + [overlap_example("dup", QUESTION, "x", ["same", "same"])],
                               ("bleu", "rougeL"))
     assert skipped == 1  # two identical candidates: one distinct text, nothing to compare
     sampler = R._PairSampler(pools, pairs_per_input=5, seed=3)
@@ -231,7 +198,7 @@ def test_comparison_matrix_runs_both_orders_and_matches_pair_scores(ranker):
     assert m.shape == (3, 3) and np.all(np.diag(m) == 0) and np.all(np.isfinite(m))
     direct = R.score_pairs(ranker, [(QUESTION, candidates[0], candidates[2]), (QUESTION, candidates[2], candidates[0])])
     assert np.allclose([m[0, 2], m[2, 0]], direct, atol=1e-5)
-    example = scored_example("e", QUESTION, "paris", candidates)
+    example = overlap_example("e", QUESTION, "paris", candidates)
     assert np.allclose(R.comparison_matrix(ranker, example), m, atol=1e-5)  # a MixInstruct example works too
     assert np.allclose(R.comparison_matrix(ranker, QUESTION, candidates, batch_size=1), m, atol=1e-5)
 
@@ -455,3 +422,23 @@ def test_length_grouping_keeps_the_pairs_and_batches_similar_lengths():
     again.group_by_length(batch_size=4, length_of=length)
     again.resample(0)
     assert [i[:3] for i in again.items] == [i[:3] for i in grouped.items]  # still seeded
+
+
+@pytest.mark.slow
+def test_frozen_lower_layers_do_not_move_in_training_and_the_upper_ones_do(tmp_path):
+    config = replace(TRAIN_CONFIG, freeze_layers=4, epochs=1)
+    fresh = R.PairRankerModel.from_backbone(config)
+    assert not any(p.requires_grad for p in fresh.encoder.embeddings.parameters())
+    assert fresh.encoder.encoder.layer[4].attention.self.query.weight.requires_grad
+    examples = synthetic_examples()
+    report = R.train_pairranker(examples[:8], examples[8:], config, tmp_path, progress=False)
+    trained = R.PairRankerModel.from_pretrained(report.best_dir, device="cpu")
+    before, after = fresh.state_dict(), trained.state_dict()
+    frozen = [k for k in before if k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.", "encoder.encoder.layer.3."))]
+    moved = [k for k in before if k.startswith(("encoder.encoder.layer.5.", "head."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in moved)
+    with pytest.raises(ValueError, match="only 6 layers"):
+        R.PairRankerModel.from_backbone(replace(config, freeze_layers=7))
+    with pytest.raises(ValueError, match="freeze_layers must be >= 0"):
+        replace(config, freeze_layers=-1)
