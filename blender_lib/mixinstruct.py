@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from . import data as data_lib
@@ -383,3 +383,14 @@ def dataset_card(splits: dict[str, list[dict]], report: BuildReport) -> str:
 
 def _fmt(value: Any) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.3f}"
+
+
+def candidate_backbones(record: Mapping[str, Any]) -> dict[str, str]:
+    """The model behind each candidate name of a build (its pool's configs; the retrieval candidate
+    runs the build's encoder), e.g. for counting the parameters a selector touches."""
+    params = record["report"]["params"]
+    pool = params["pool"]
+    backbones = {c.name: c.model for c in pool_configs(pool if isinstance(pool, str) else list(pool))}
+    if params.get("retrieval_candidate"):
+        backbones[RETRIEVAL_MODEL_NAME] = params["encoder"]
+    return backbones

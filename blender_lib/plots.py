@@ -45,3 +45,15 @@ def tradeoff(curve: pd.DataFrame, *, title: str, ylabel: str, y: str = "quality"
     ax.legend()
     fig.tight_layout()
     return ax
+
+
+def scatter(table: pd.DataFrame, *, x: str, y: str, title: str, hue: str | None = None):
+    """One point per row with a least-squares line over all of them (the trend the text quotes)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.regplot(data=table, x=x, y=y, scatter=False, ci=None, color="0.4", line_kws={"lw": 1}, ax=ax)
+    sns.scatterplot(data=table, x=x, y=y, hue=hue, ax=ax, s=30)
+    ax.set_title(title)
+    if hue is not None:
+        ax.legend(fontsize=8, title=hue, title_fontsize=8)
+    fig.tight_layout()
+    return ax

@@ -60,3 +60,15 @@ def test_build_saves_a_valid_judged_dataset_and_rebuilds_from_cache(tmp_path):
     _, again = build_mixinstruct(params, cache_dir=tmp_path / "cache", out_dir=tmp_path / "ds2", seeds=seeds, progress=False)
     assert all(g["generated"] == 0 for g in again.generation.values())
     assert again.metric_pairs_computed == 0 and again.judge["from_cache"] == again.judge["requests"]
+
+
+def test_candidate_backbones_name_the_model_behind_each_candidate():
+    from blender_lib.generate import POOLS
+    from blender_lib.mixinstruct import RETRIEVAL_MODEL_NAME, candidate_backbones
+
+    record = {"report": {"params": {"pool": "default", "retrieval_candidate": True, "encoder": "minilm-l6"}}}
+    backbones = candidate_backbones(record)
+    assert backbones[RETRIEVAL_MODEL_NAME] == "minilm-l6"
+    assert {c["name"]: c["model"] for c in POOLS["default"]}.items() <= backbones.items()
+    record["report"]["params"]["retrieval_candidate"] = False
+    assert RETRIEVAL_MODEL_NAME not in candidate_backbones(record)
