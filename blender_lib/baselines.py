@@ -69,7 +69,8 @@ from .judge import gpt_rank_scores, ranks_from_scores
 from .models import (LoadedModel, _infer_kind, freeze_lower_layers, load_model, load_trainable_encoder, resolve_device,
                      resolve_dtype, resolve_model_path)
 from .paths import cache_dir
-from .rankers import _accelerator, _check_inputs, _optimizer, _replace_dir, _sync_lr, metric_table, source_text
+from .rankers import (_accelerator, _check_inputs, _optimizer, _replace_dir, _sync_lr, candidate_text_of,
+                      check_field_types, metric_table, source_text, warn_skipped_inputs)
 
 Scores = list[np.ndarray]
 GPT_RANK = "gpt_rank"
@@ -83,13 +84,20 @@ STATE_FILE = "state.json"
 
 
 def _candidate_texts(example: Mapping[str, Any], n: int) -> list[str]:
+    if not isinstance(example, Mapping):
+        raise ValueError(f"example {n} must be a dict, got {type(example).__name__}")
     where = f"example {example.get('id', n)!r}"
+    if "candidates" not in example:
+        raise ValueError(f"{where} has no 'candidates' field (it has {sorted(example)})")
     candidates = example.get("candidates")
     if not isinstance(candidates, Sequence) or isinstance(candidates, str) or not candidates:
         raise ValueError(f"{where} has no candidates to score")
     texts = []
     for k, cand in enumerate(candidates):
-        text = cand.get("text") if isinstance(cand, Mapping) else None
+        if not isinstance(cand, Mapping) or "text" not in cand:
+            fields_ = sorted(cand) if isinstance(cand, Mapping) else type(cand).__name__
+            raise ValueError(f"{where}: candidate {k} has no 'text' field (it has {fields_})")
+        text = cand.get("text")
         if not isinstance(text, str) or not text.strip():
             model = cand.get("model") if isinstance(cand, Mapping) else None
             raise ValueError(f"{where}: candidate {k} ({model}) is empty")
@@ -341,6 +349,8 @@ def _load_causal(model: str | LoadedModel, device: str | torch.device, dtype: st
 
 def _check_sizes(**values: int) -> None:
     for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
 
@@ -599,6 +609,7 @@ class BaselineConfig:
     KIND: ClassVar[str] = "baseline"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
         if isinstance(self.metrics, str) or not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics must be a non-empty list of distinct names, got {self.metrics}")
@@ -1072,22 +1083,27 @@ class _Input:
 def _training_inputs(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[_Input], int]:
     """Training inputs; identical candidate texts are merged and empty ones dropped, and inputs left
     with fewer than two candidates (nothing to order) or no instruction are skipped (counted)."""
-    inputs, skipped = [], 0
+    inputs, reasons, empty = [], [], 0
     for ex in examples:
         table = _values_table(ex, metrics)
         first: dict[str, int] = {}
         for k, cand in enumerate(ex["candidates"]):
-            if isinstance(cand.get("text"), str) and cand["text"].strip():
-                first.setdefault(cand["text"], k)
+            text = candidate_text_of(ex, k, cand)
+            if text.strip():
+                first.setdefault(text, k)
+            else:
+                empty += 1
         if len(first) < 2 or not source_text(ex).strip():
-            skipped += 1
+            reasons.append(f"{ex.get('id')!r} " + ("has an empty instruction" if not source_text(ex).strip() else
+                                                   f"has {len(first)} distinct non-empty candidate(s)"))
             continue
         reference = ex.get("output") if ex.get("has_reference", True) else None
         reference = reference if isinstance(reference, str) and reference.strip() else None
         inputs.append(_Input(source_text(ex), list(first), table[list(first.values())], reference))
     if not inputs:
         raise ValueError("no training input has two distinct non-empty candidates: nothing to learn from")
-    return inputs, skipped
+    warn_skipped_inputs("baseline training", reasons, empty)
+    return inputs, len(reasons)
 
 
 def sub_sample(quality: np.ndarray, k: int | None, rng: np.random.Generator) -> list[int]:

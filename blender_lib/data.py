@@ -222,13 +222,21 @@ def _parse_jsonl_line(line: str) -> dict:
 
 
 def _iter_jsonl(path: Path, on_error: OnError, skipped: list[str]) -> Iterator[Record]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue  # blank lines (e.g. a trailing newline) are not records
+    # Lines are split as bytes and decoded one by one, so a non-UTF-8 byte is reported (or skipped)
+    # with its line like any other malformed line, instead of aborting the whole file.
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
             location = f"{path}:{line_no}"
             try:
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue  # blank lines (e.g. a trailing newline) are not records
                 yield Record(location, _parse_jsonl_line(line))
+            except UnicodeDecodeError as err:
+                reason = f"{location}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+                if on_error == "raise":
+                    raise DataError(reason) from err
+                skipped.append(reason)
             except ValueError as err:  # json.JSONDecodeError is a ValueError
                 reason = f"{location}: {err}"
                 if on_error == "raise":
@@ -239,6 +247,8 @@ def _iter_jsonl(path: Path, on_error: OnError, skipped: list[str]) -> Iterator[R
 def _iter_json_array(path: Path, on_error: OnError, skipped: list[str]) -> Iterator[Record]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})") from err
     except json.JSONDecodeError as err:
         raise DataError(
             f"{path}:{err.lineno}: invalid JSON ({err.msg}); "
@@ -257,11 +267,15 @@ def _iter_json_array(path: Path, on_error: OnError, skipped: list[str]) -> Itera
         skipped.append(reason)
 
 
+def _check_on_error(on_error: Any) -> None:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+
+
 def read_records(path: str | Path, on_error: OnError = "raise") -> tuple[list[Record], list[str]]:
     """Read ``.jsonl``/``.ndjson`` (one object per line) or ``.json`` (an array) with each row's location."""
     path = Path(path)
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    _check_on_error(on_error)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     skipped: list[str] = []
@@ -573,6 +587,7 @@ def examples_from_rows(
     value. ``reference_field`` picks the reference column of AlpacaEval files that carry several.
     Duplicate ids always raise: they would corrupt every later join by id.
     """
+    _check_on_error(on_error)  # any other value would silently act as "skip"
     rows = list(rows)
     shape = _resolve_shape(shape, rows[0] if rows else None)
     mapper = SHAPES[shape].mapper
@@ -710,6 +725,7 @@ def load_hf(
     leaves out rows that do not map (ShareGPT has conversations without an assistant turn), with a
     warning listing them.
     """
+    _check_on_error(on_error)
     hub = _hub_source(dataset_id, shape)
     rows = list(_load_hub_dataset(dataset_id, split, **{**hub.load_kwargs, **kwargs}))  # also a streamed one
     examples, skipped = examples_from_rows(
@@ -727,6 +743,18 @@ def load_hf(
 # cleaning
 
 
+def _require_fields(ex: Any, n: int, keys: Sequence[str], what: str, kind: type) -> None:
+    """A clear error for an example that lacks a field a cleaning step reads (instead of a KeyError)."""
+    if not isinstance(ex, Mapping):
+        raise DataError(f"{what}: example {n} must be a dict, got {type(ex).__name__}")
+    for key in keys:
+        if key not in ex:
+            raise DataError(f"{what}: example {ex.get('id', n)!r} lacks the field {key!r} (has {sorted(ex)})")
+        if not isinstance(ex[key], kind):
+            raise DataError(f"{what}: example {ex.get('id', n)!r}.{key} must be a {kind.__name__}, "
+                            f"got {type(ex[key]).__name__}")
+
+
 def _normalise(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -735,7 +763,8 @@ def deduplicate(examples: Sequence[dict]) -> tuple[list[dict], int]:
     """Keep the first example of each (instruction, input), compared case- and whitespace-insensitively."""
     seen: set[tuple[str, str]] = set()
     kept = []
-    for ex in examples:
+    for n, ex in enumerate(examples):
+        _require_fields(ex, n, ("instruction", "input"), "deduplicate", str)
         key = (_normalise(ex["instruction"]), _normalise(ex["input"]))
         if key not in seen:
             seen.add(key)
@@ -858,6 +887,9 @@ def split_examples(
     keeps the input order of its examples. Same input and seed -> same split, in any process.
     """
     counts = _split_counts(DEFAULT_SPLIT_SIZES if sizes is None else sizes, len(examples))
+    for n, ex in enumerate(examples):
+        _require_fields(ex, n, ("id",), "split_examples", str)
+        _require_fields(ex, n, ("tags",), "split_examples", list)
     duplicated = sorted(i for i, n in Counter(ex["id"] for ex in examples).items() if n > 1)
     if duplicated:
         raise DataError(f"duplicate example ids: {duplicated[:10]}")
@@ -956,7 +988,13 @@ def load_splits(folder: str | Path) -> dict[str, list[dict]]:
     folder = Path(folder)
     manifest = folder / "splits.json"
     if manifest.is_file():
-        expected: dict[str, int | None] = json.loads(manifest.read_text(encoding="utf-8"))["splits"]
+        try:
+            expected: dict[str, int | None] = json.loads(manifest.read_text(encoding="utf-8"))["splits"]
+        except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise DataError(f"{manifest} is not a splits manifest ({type(err).__name__}: {err}); expected "
+                            f'{{"splits": {{name: count}}}} as save_splits writes it') from err
+        if not isinstance(expected, dict):
+            raise DataError(f'{manifest}: "splits" must map split names to counts, got {type(expected).__name__}')
     else:
         expected = {path.stem: None for path in sorted(folder.glob("*.jsonl"))}
     if not expected:

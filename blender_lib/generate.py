@@ -10,6 +10,11 @@ Resuming is exact: prompts are cut into batches over the *whole* prompt list in 
 order, each batch is seeded from its own content, and a batch is appended to the cache only
 once it is complete. A rerun after a kill skips complete batches and regenerates the rest
 exactly as an uninterrupted run would have.
+
+Server requests are independent of each other (one prompt each, seeded per request), so for
+:class:`OpenAIBackend` every finished request is cached even when others of its batch failed
+after the client's retries; :func:`generate_with_cache` then raises one
+:class:`IncompleteGeneration` naming the failures, and a rerun sends only the missing prompts.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal, Protocol
 
 import torch
@@ -42,6 +48,32 @@ FEW_SHOT_EXAMPLES: tuple[tuple[str, str], ...] = (
 
 class GenerationError(RuntimeError):
     """A generation request that could not be completed (after retries, for remote backends)."""
+
+
+class RequestError(RuntimeError):
+    """A request to an OpenAI-compatible server that failed after the client's own retries, or
+    whose reply body is not a chat completion (truncated or malformed JSON, a wrong shape)."""
+
+
+class IncompleteGeneration(GenerationError):
+    """Some prompts got no generation; the others are done (and cached by :func:`generate_with_cache`).
+
+    ``results`` is aligned with the prompts (``None`` where the request failed); ``failures``
+    holds one reason per failed request; ``stats`` is set by :func:`generate_with_cache`.
+    """
+
+    def __init__(
+        self, message: str, results: list[Generation | None], failures: list[str], stats: GenerationStats | None = None
+    ) -> None:
+        super().__init__(message)
+        self.results, self.failures, self.stats = results, failures, stats
+
+
+def summarize_failures(failures: list[str], *, top: int = 3) -> str:
+    """The most frequent failure reasons with their counts, for one readable error message."""
+    counts = Counter(failures).most_common()
+    text = "; ".join(f"{n}x {reason}" for reason, n in counts[:top])
+    return text + (f"; and {len(counts) - top} other reason(s)" if len(counts) > top else "")
 
 
 @dataclass(frozen=True)
@@ -169,6 +201,32 @@ class TransformersBackend:
         return results
 
 
+def chat_completion(client: Any, **request: Any) -> tuple[str, int | None]:
+    """The reply text and completion-token count of one chat completion request.
+
+    The client itself retries 429 (honouring Retry-After), 5xx, timeouts and dropped connections,
+    at most ``max_retries`` times. What is still failing afterwards, and a body that is not a chat
+    completion (truncated or malformed JSON, no choices), raises :class:`RequestError` with the
+    reason: never a crash, and never mistaken for a reply.
+    """
+    from openai import OpenAIError
+
+    try:
+        reply = client.chat.completions.create(**request)
+    except OpenAIError as err:
+        raise RequestError(f"{type(err).__name__}: {str(err)[:200]}") from err
+    except ValueError as err:  # json.JSONDecodeError: the client does not wrap a body it cannot parse
+        raise RequestError(f"malformed reply body ({type(err).__name__}: {str(err)[:120]})") from err
+    # Without strict validation the client returns whatever JSON came (or the text of a non-JSON body).
+    choices = getattr(reply, "choices", None)
+    message = getattr(choices[0], "message", None) if isinstance(choices, list) and choices else None
+    content = getattr(message, "content", None)
+    if message is None or not (content is None or isinstance(content, str)):
+        raise RequestError(f"reply is not a chat completion: {str(reply)[:120]!r}")
+    tokens = getattr(getattr(reply, "usage", None), "completion_tokens", None)
+    return content or "", tokens if isinstance(tokens, int) else None
+
+
 def openai_client(base_url: str | None, api_key: str | None, *, timeout: float, max_retries: int) -> Any:
     """An ``openai`` client for OpenAI (base_url None) or any compatible server (vLLM, a local one).
 
@@ -188,8 +246,14 @@ class OpenAIBackend:
     """Any OpenAI-compatible server through the ``openai`` client, with bounded concurrency.
 
     Prompts are sent as the user message of a chat completion (the server applies the
-    model's chat template). Timeouts and retries with backoff are the client's own.
+    model's chat template). Timeouts and retries with backoff are the client's own. A request
+    still failing after them never loses the others: :meth:`generate` waits for all and raises
+    :class:`IncompleteGeneration` carrying the finished results.
     """
+
+    # One request per prompt, seeded per request: a prompt's reply does not depend on its batch,
+    # so generate_with_cache may cache single successes and later send only the missing prompts.
+    independent_requests = True
 
     def __init__(
         self,
@@ -204,8 +268,6 @@ class OpenAIBackend:
         self.max_concurrency = max_concurrency
 
     def _one(self, message: str, config: CandidateConfig) -> Generation:
-        from openai import OpenAIError
-
         messages = ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else []) + [
             {"role": "user", "content": message}
         ]
@@ -215,7 +277,8 @@ class OpenAIBackend:
             else {"temperature": 0.0}
         )
         try:
-            reply = self.client.chat.completions.create(
+            text, tokens = chat_completion(
+                self.client,
                 model=config.model,
                 messages=messages,
                 max_tokens=config.max_new_tokens,
@@ -223,16 +286,30 @@ class OpenAIBackend:
                 seed=config.seed,
                 **sampling,
             )
-        except OpenAIError as err:
+        except RequestError as err:
             raise GenerationError(f"{config.name}: request to the server failed: {err}") from err
-        text = reply.choices[0].message.content or ""
-        tokens = reply.usage.completion_tokens if reply.usage else len(text.split())
-        return Generation(text=cut_at_stop(text, config.stop), n_tokens=int(tokens))
+        return Generation(text=cut_at_stop(text, config.stop), n_tokens=tokens if tokens is not None else len(text.split()))
 
     def generate(self, prompts: list[str], config: CandidateConfig) -> list[Generation]:
-        """``prompts`` here are user messages (see :func:`user_message`), not rendered templates."""
+        """``prompts`` here are user messages (see :func:`user_message`), not rendered templates.
+
+        Raises :class:`IncompleteGeneration` (after every request has finished) when some failed.
+        """
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            return list(pool.map(lambda m: self._one(m, config), prompts))
+            futures = [pool.submit(self._one, m, config) for m in prompts]
+        results: list[Generation | None] = []
+        failures: list[str] = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except GenerationError as err:
+                results.append(None)
+                failures.append(str(err))
+        if failures:
+            raise IncompleteGeneration(
+                f"{len(failures)} of {len(prompts)} request(s) failed: {summarize_failures(failures)}", results, failures
+            )
+        return [r for r in results if r is not None]  # all of them: nothing failed
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,6 +332,8 @@ class GenerationStats:
     from_cache: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    failed: int = 0  # requests that still failed after the client's retries (not cached)
+    failures: list[str] = field(default_factory=list)  # one reason per failed request
 
     @property
     def tokens_per_second(self) -> float:
@@ -273,7 +352,13 @@ def generate_with_cache(
     """Answer every prompt, reading complete batches from the cache and generating the others.
 
     Batches are formed over the full prompt list sorted by length (less padding), so their
-    composition, and hence their seeds, never depend on what was already cached.
+    composition, and hence their seeds, never depend on what was already cached. A backend with
+    ``independent_requests`` (a server) is sent only the uncached prompts of a batch.
+
+    When some requests fail (:class:`IncompleteGeneration` from the backend), every other batch is
+    still generated and every finished result cached; then one :class:`IncompleteGeneration` is
+    raised with the count and reasons, ``results`` aligned with ``prompts`` and ``stats``. A rerun
+    generates only the missing ones.
     """
     if not prompts:
         return [], GenerationStats()
@@ -286,26 +371,47 @@ def generate_with_cache(
         batch_prompts = [prompts[i] for i in indices]
         keys = [cache_key(config, p) for p in batch_prompts]
         cached = [cache.get(k) for k in keys]
-        if all(c is not None for c in cached):
-            for i, row in zip(indices, cached):
-                results[i] = Generation(text=row["text"], n_tokens=row["n_tokens"])  # type: ignore[index]
-            stats.from_cache += len(indices)
-        else:
+        for i, row in zip(indices, cached):
+            if row is not None:
+                results[i] = Generation(text=row["text"], n_tokens=row["n_tokens"])
+        missing = [j for j, row in enumerate(cached) if row is None]
+        todo = missing
+        if missing and not getattr(backend, "independent_requests", False):
+            todo = list(range(len(indices)))  # a local batch is generated whole: its seed and padding depend on all of it
+        stats.from_cache += len(indices) - len(todo)
+        if todo:
             start = time.perf_counter()
-            generated = backend.generate(batch_prompts, config)
+            try:
+                generated: list[Generation | None] = list(backend.generate([batch_prompts[j] for j in todo], config))
+            except IncompleteGeneration as err:
+                generated = list(err.results)
+                stats.failures.extend(err.failures)
             stats.seconds += time.perf_counter() - start
-            stats.generated += len(indices)
-            stats.tokens += sum(g.n_tokens for g in generated)
+            done = [(j, g) for j, g in zip(todo, generated) if g is not None]
+            stats.generated += len(done)
+            stats.failed += len(todo) - len(done)
+            stats.tokens += sum(g.n_tokens for _, g in done)
             cache.add_batch(
                 [
-                    {"key": k, "candidate": config.name, "model": config.model, "text": g.text, "n_tokens": g.n_tokens}
-                    for k, g in zip(keys, generated)
+                    {"key": keys[j], "candidate": config.name, "model": config.model, "text": g.text, "n_tokens": g.n_tokens}
+                    for j, g in done
                 ]
             )
-            for i, g in zip(indices, generated):
-                results[i] = g
+            for j, g in done:
+                results[indices[j]] = g
         bar.update(len(indices))
     bar.close()
+    if stats.failed:
+        # Raised only now, after every batch was tried and every finished result cached: the
+        # caller's list must stay aligned with its prompts, so a gap is an error, not a shorter list.
+        raise IncompleteGeneration(
+            f"{config.name}: {stats.failed} of {len(prompts)} generation request(s) failed after the client's retries; "
+            f"the {len(prompts) - stats.failed} others are cached and a rerun generates only the missing ones. "
+            f"Reasons: {summarize_failures(stats.failures)}",
+            results,
+            list(stats.failures),
+            stats,
+        )
     return [r for r in results if r is not None], stats
 
 
@@ -391,10 +497,13 @@ __all__ = [
     "GenerationCache",
     "GenerationError",
     "GenerationStats",
+    "IncompleteGeneration",
     "OpenAIBackend",
+    "RequestError",
     "TransformersBackend",
     "build_prompt",
     "cache_key",
+    "chat_completion",
     "cut_at_stop",
     "generate_candidates",
     "generate_with_cache",

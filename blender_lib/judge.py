@@ -11,10 +11,16 @@ Two judges share one interface:
 
 Position bias: every pair is judged in both orders and the two verdicts are combined
 (:func:`combine_verdicts`); both raw verdicts are kept in ``cmp_results_raw``.
+
+Failures: a reply that arrives but names no label is a verdict (``None``, cached, counted as
+unparseable). A request that fails after the client's bounded retries, or whose body is not a chat
+completion, is no verdict: it is counted and reported with its reason, never cached, and a rerun
+sends exactly those requests again.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import json
@@ -133,6 +139,7 @@ def combine_verdicts(forward: str | None, backward: str | None) -> str | None:
 class Verdict:
     label: str | None
     raw: str
+    error: str | None = None  # set when the request failed: no verdict at all, never cached
 
 
 class Judge(Protocol):
@@ -201,19 +208,19 @@ class OpenAIJudge:
         self.failures: list[str] = []
 
     def _one(self, prompt: str) -> Verdict:
-        from openai import OpenAIError
+        from .generate import RequestError, chat_completion
 
         try:
-            reply = self.client.chat.completions.create(
+            text, _ = chat_completion(
+                self.client,
                 model=self.model,
                 messages=[{"role": "user", "content": prompt}],
                 max_tokens=self.max_tokens,
                 temperature=0.0,
             )
-        except OpenAIError as err:  # recorded and counted, never a crash
-            self.failures.append(f"{type(err).__name__}: {err}")
-            return Verdict(label=None, raw=f"<request failed: {type(err).__name__}>")
-        text = reply.choices[0].message.content or ""
+        except RequestError as err:  # recorded and counted, never a crash
+            self.failures.append(str(err))
+            return Verdict(label=None, raw=f"<request failed: {err}>", error=str(err))
         return Verdict(label=parse_verdict(text), raw=text)
 
     def judge(self, prompts: list[str]) -> list[Verdict]:
@@ -236,8 +243,11 @@ class LocalJudgeServer:
     """Start ``transformers serve`` on 127.0.0.1 (a free port) for a local model folder; always stop it.
 
     Use as a context manager. The server binds to the loopback address only and the process is
-    terminated on exit, also when the body raises.
+    terminated on exit, also when the body raises; one entered without ``with`` (a notebook cell
+    that fails before its ``stop()``) is terminated when the interpreter exits.
     """
+
+    _PORT_ATTEMPTS = 3  # a free port can be taken by another process before serve binds it
 
     def __init__(self, model_folder: str | Path, *, startup_timeout: float = 180.0, dtype: str = "auto") -> None:
         self.model_folder = str(Path(model_folder).resolve())
@@ -261,17 +271,23 @@ class LocalJudgeServer:
         hub_cache = cache_dir() / "hub"  # serve needs an existing hub cache folder, even offline
         hub_cache.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
-        self.log_path = cache_dir() / f"judge-server-{self.port}.log"
-        self._log = open(self.log_path, "wb")
-        command = [executable, "serve", self.model_folder, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--dtype", self.dtype, "--device", "cpu" if not torch.cuda.is_available() else "auto"]
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(1, self._PORT_ATTEMPTS + 1):
+            self.log_path = cache_dir() / f"judge-server-{self.port}.log"
+            self._log = open(self.log_path, "wb")
+            command = [executable, "serve", self.model_folder, "--host", "127.0.0.1", "--port", str(self.port),
+                       "--dtype", self.dtype, "--device", "cpu" if not torch.cuda.is_available() else "auto"]
+            self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+            atexit.register(self.stop)  # also stopped when the interpreter exits without stop()
+            try:
+                self._wait_until_ready()
+                return self
+            except BaseException as err:
+                self.stop()
+                log = self.log_path.read_text(errors="replace").lower()
+                if not (isinstance(err, RuntimeError) and "address already in use" in log) or attempt == self._PORT_ATTEMPTS:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _wait_until_ready(self) -> None:
         import urllib.request
@@ -301,6 +317,7 @@ class LocalJudgeServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        atexit.unregister(self.stop)
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -314,14 +331,15 @@ class LocalJudgeServer:
 class JudgeStats:
     requests: int = 0
     from_cache: int = 0
-    unparseable: int = 0
+    unparseable: int = 0  # replies that arrived but name no label (cached: the judge's answer)
+    failed_requests: int = 0  # requests that failed after the client's retries (not cached, retried on a rerun)
     pairs: int = 0
     pairs_without_verdict: int = 0
     position_consistent: int = 0  # pairs whose two orders agree after mirroring
     position_first_preferred: int = 0  # "A is better" verdicts among decisive ones
     decisive: int = 0
     seconds: float = 0.0
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # "<order> of <example id>: <reason>" per failed request
 
     @property
     def consistency(self) -> float:
@@ -349,7 +367,10 @@ def judge_examples(
     """Judge every candidate pair of every example (in place): ``cmp_results`` and ``cmp_results_raw``.
 
     Requests go out in chunks; each finished chunk is appended to the cache, so an interrupted
-    run resumes without losing or repeating finished verdicts.
+    run resumes without losing or repeating finished verdicts. A failed request (``Verdict.error``)
+    is not cached but counted in ``failed_requests`` with its reason in ``failures``; its ordered
+    pair is left out of ``cmp_results_raw`` and its pair gets no combined verdict this run (a
+    one-order verdict would change once the rerun fills the other order).
     """
     jobs: list[tuple[int, str, str]] = []  # (example index, ordered "a,b" key, prompt)
     for index, ex in enumerate(examples):
@@ -363,6 +384,7 @@ def judge_examples(
                 jobs.append((index, f"{a['model']},{b['model']}", prompt))
     stats = JudgeStats(requests=len(jobs))
     verdicts: dict[str, dict[str, Any]] = {}
+    failed_keys: dict[str, str | None] = {}  # key -> reason, for the requests that failed this run
     bar = tqdm(total=len(jobs), desc=f"judging ({judge.name})", disable=not progress, leave=False)
     for start in range(0, len(jobs), chunk_size):
         chunk = jobs[start : start + chunk_size]
@@ -373,30 +395,40 @@ def judge_examples(
             begin = time.perf_counter()
             fresh = judge.judge([p for _, p in missing])
             stats.seconds += time.perf_counter() - begin
-            cache.add_batch([{"key": k, "judge": judge.name, "label": v.label, "raw": v.raw} for (k, _), v in zip(missing, fresh)])
+            cache.add_batch([{"key": k, "judge": judge.name, "label": v.label, "raw": v.raw}
+                             for (k, _), v in zip(missing, fresh) if v.error is None])
+            failed_keys.update({k: v.error for (k, _), v in zip(missing, fresh) if v.error is not None})
         for key in keys:
-            verdicts[key] = cache.get(key)  # type: ignore[assignment]
+            if cache.get(key) is not None:
+                verdicts[key] = cache.get(key)  # type: ignore[assignment]
         bar.update(len(chunk))
     bar.close()
-    stats.failures = list(getattr(judge, "failures", []))
 
     for ex in examples:
         ex["cmp_results"], ex["cmp_results_raw"] = {}, {}
+    failed_orders: set[tuple[int, str]] = set()
     for index, order, prompt in jobs:
-        label = verdicts[_verdict_key(judge.name, prompt)]["label"]
+        key = _verdict_key(judge.name, prompt)
+        if key not in verdicts:
+            stats.failed_requests += 1
+            stats.failures.append(f"{order} of {examples[index].get('id')!r}: {failed_keys.get(key)}")
+            failed_orders.add((index, order))
+            continue
+        label = verdicts[key]["label"]
         examples[index]["cmp_results_raw"][order] = label
         if label is None:
             stats.unparseable += 1
         elif label in ("A is better", "B is better"):
             stats.decisive += 1
             stats.position_first_preferred += label == "A is better"
-    for ex in examples:
+    for index, ex in enumerate(examples):
         raw = ex["cmp_results_raw"]
         for first, second in itertools.combinations([c["model"] for c in ex["candidates"]], 2):
             forward, backward = raw.get(f"{first},{second}"), raw.get(f"{second},{first}")
             combined = combine_verdicts(forward, backward)
             stats.pairs += 1
-            if combined is None:
+            failed = (index, f"{first},{second}") in failed_orders or (index, f"{second},{first}") in failed_orders
+            if combined is None or failed:
                 stats.pairs_without_verdict += 1
                 continue
             ex["cmp_results"][f"{first},{second}"] = combined

@@ -20,12 +20,15 @@ import importlib.util
 import inspect
 import itertools
 import math
+import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from .models import LoadedModel, load_model, resolve_device, resolve_model_path
+from .models import LoadedModel, load_model, model_config, resolve_device, resolve_model_path
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
 DEFAULT_METRICS: tuple[str, ...] = ("bleu", "rouge1", "rouge2", "rougeL", "bertscore", "bartscore")
@@ -57,6 +60,30 @@ def _check_pairs(hyps: Sequence[str], refs: Sequence[str], metric: str) -> None:
 # --------------------------------------------------------------------------------------------
 # n-gram metrics
 
+# rouge_score stems every token with a pure-Python Porter stemmer (about 8 s per 100k tokens here) and
+# fills ROUGE-L's |hypothesis| x |reference| table in pure Python (about 1 s per million cells): a pair
+# beyond these budgets is refused with its sizes, never left to run for minutes.
+ROUGE_MAX_TOKENS = 20_000
+ROUGE_L_MAX_CELLS = 4_000_000
+
+
+def _rouge_tokens(text: str) -> int:
+    """How many tokens rouge_score's tokenizer makes of a text (lower-cased runs of letters and digits)."""
+    return len(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _rouge_problem(hyp: str, ref: str, rouge_types: Sequence[str]) -> str | None:
+    n_hyp, n_ref = _rouge_tokens(hyp), _rouge_tokens(ref)
+    if max(n_hyp, n_ref) > ROUGE_MAX_TOKENS:
+        return (f"a hypothesis of {n_hyp} tokens against a reference of {n_ref} tokens is too long for ROUGE: over "
+                f"the budget of {ROUGE_MAX_TOKENS:,} tokens per text (metrics.ROUGE_MAX_TOKENS); truncate or drop "
+                f"such texts before scoring")
+    if "rougeL" in rouge_types and n_hyp * n_ref > ROUGE_L_MAX_CELLS:
+        return (f"a hypothesis of {n_hyp} tokens against a reference of {n_ref} tokens is too long for rougeL: its "
+                f"longest-common-subsequence table would have {n_hyp * n_ref:,} cells, over the budget of "
+                f"{ROUGE_L_MAX_CELLS:,} (metrics.ROUGE_L_MAX_CELLS); truncate or drop such texts before scoring")
+    return None
+
 
 def bleu(hyps: Sequence[str], refs: Sequence[str]) -> list[float]:
     """Sentence BLEU (sacrebleu defaults: 13a tokenisation, exp smoothing), 0-100, one per pair."""
@@ -74,6 +101,10 @@ def rouge(hyps: Sequence[str], refs: Sequence[str], rouge_types: Sequence[str] =
     unknown = set(rouge_types) - set(ROUGE_TYPES)
     if unknown:
         raise MetricError(f"rouge: unsupported type(s) {sorted(unknown)}; supported: {list(ROUGE_TYPES)}")
+    for i, (hyp, ref) in enumerate(zip(hyps, refs, strict=True)):
+        problem = _rouge_problem(hyp, ref, rouge_types)
+        if problem:
+            raise MetricError(f"rouge: pair {i}: {problem}")
     scorer = rouge_scorer.RougeScorer(list(rouge_types), use_stemmer=True)
     return [
         {name: float(score.fmeasure) for name, score in scorer.score(ref, hyp).items()}
@@ -109,6 +140,8 @@ class BertScore:
         import bert_score
 
         path, _ = resolve_model_path(model)
+        if not Path(path).exists():
+            model_config(model)  # a hub id that cannot be had: ModelNotFoundError, not "pass num_layers"
         if num_layers is None and model == self.OFFLINE_MODEL:
             num_layers = self.OFFLINE_NUM_LAYERS
         if num_layers is None and path not in bert_score.utils.model2layers:
@@ -178,6 +211,9 @@ class LogLikelihoodScorer:
             raise MetricError(f"direction must be 'ref->hyp' or 'hyp->ref', got {direction!r}")
         if prompt_template.count("{source}") != 1:
             raise MetricError(f"prompt_template must contain '{{source}}' exactly once, got {prompt_template!r}")
+        for name, value in (("max_length", max_length), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MetricError(f"{name} must be an int, got {type(value).__name__} {value!r}")
         if max_length < 1 or batch_size < 1:
             raise MetricError(f"max_length and batch_size must be positive, got {max_length}, {batch_size}")
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
@@ -321,20 +357,41 @@ def _reference_of(ex: dict) -> str:
     return reference
 
 
-def _collect_pairs(examples: Sequence[dict]) -> list[tuple[dict, str]]:
-    """(candidate, reference) for every candidate; empty texts and missing references are errors."""
+def _collect_pairs(examples: Sequence[dict], metrics: Sequence[str] = ()) -> list[tuple[dict, str]]:
+    """(candidate, reference) for every candidate; empty texts and missing references are errors, and
+    an example without candidates is left unscored with a warning that counts and names them."""
     pairs = []
-    for ex in examples:
+    unscored = []
+    rouge_types = [m for m in metrics if m in ROUGE_TYPES]
+    for n, ex in enumerate(examples):
+        if not isinstance(ex, dict) or not isinstance(ex.get("candidates"), list):
+            got = "no 'candidates' field" if isinstance(ex, dict) and "candidates" not in ex else (
+                f"candidates of type {type(ex.get('candidates')).__name__}" if isinstance(ex, dict)
+                else f"a {type(ex).__name__}, not a dict")
+            where = ex.get("id", n) if isinstance(ex, dict) else n
+            raise MetricError(f"example {where!r} has {got}; score_candidates needs a list of candidates")
         if not ex["candidates"]:
+            unscored.append(ex.get("id", n))
             continue
         reference = _reference_of(ex)
         for cand in ex["candidates"]:
+            if not isinstance(cand, dict) or "text" not in cand:
+                fields = sorted(cand) if isinstance(cand, dict) else type(cand).__name__
+                raise MetricError(f"example {ex.get('id')!r}: a candidate has no 'text' field (it has {fields})")
             text = cand.get("text")
+            if rouge_types and isinstance(text, str) and text.strip():
+                problem = _rouge_problem(text, reference, rouge_types)
+                if problem:
+                    raise MetricError(f"example {ex.get('id')!r}, model {cand.get('model')!r}: {problem}")
             if not isinstance(text, str) or not text.strip():
                 raise MetricError(
                     f"example {ex.get('id')!r}: the candidate of model {cand.get('model')!r} has an empty text"
                 )
             pairs.append((cand, reference))
+    if unscored:
+        shown = ", ".join(repr(i) for i in unscored[:10]) + (" ..." if len(unscored) > 10 else "")
+        warnings.warn(f"score_candidates: skipped {len(unscored)} example(s) without candidates (nothing to "
+                      f"score): {shown}", stacklevel=3)
     return pairs
 
 
@@ -395,7 +452,7 @@ def score_candidates(
     the examples untouched. An empty candidate or a missing reference raises :class:`MetricError`.
     """
     _check_metric_names(metrics)
-    pairs = _collect_pairs(examples)
+    pairs = _collect_pairs(examples, metrics)
     scorers = _model_scorers(metrics, bertscore, loglik, bleurt)
     hyps = [cand["text"] for cand, _ in pairs]
     refs = [ref for _, ref in pairs]

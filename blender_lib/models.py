@@ -102,7 +102,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available on this machine")
     return resolved
@@ -224,6 +227,25 @@ def resolve_model_path(name: str) -> tuple[str, ModelKind]:
     return name, "auto"
 
 
+def model_config(name: str) -> tuple[str, ModelKind, Any]:
+    """(path, known kind, ``AutoConfig``) of a model name, or :class:`ModelNotFoundError` naming every
+    resolution step that was tried (instead of transformers' own OSError about the hub)."""
+    from transformers import AutoConfig
+
+    path, known_kind = resolve_model_path(name)
+    try:
+        return path, known_kind, AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(
+            f"unknown model {name!r}: it is not a packaged offline model ({', '.join(OFFLINE_MODELS)}), "
+            f"not a local folder or .gguf file, and the Hugging Face hub could not provide it "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
+
+
+MODEL_KINDS: tuple[str, ...] = ("auto", "causal", "encoder", "seq2seq")
+
+
 def _infer_kind(config: Any) -> ModelKind:
     if getattr(config, "is_encoder_decoder", False):
         return "seq2seq"
@@ -256,19 +278,13 @@ def load_model(
     Decoder-only tokenizers are set to left padding (batched generation) with a pad token.
     Raises :class:`ModelNotFoundError` naming every resolution step that was tried.
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    path, known_kind = resolve_model_path(name)
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(
-            f"unknown model {name!r}: it is not a packaged offline model ({', '.join(OFFLINE_MODELS)}), "
-            f"not a local folder or .gguf file, and the Hugging Face hub could not provide it "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from err
+    path, known_kind, config = model_config(name)
     resolved_kind: ModelKind = kind if kind != "auto" else (known_kind if known_kind != "auto" else _infer_kind(config))
     model = _auto_class(resolved_kind).from_pretrained(path, dtype=torch_dtype, **from_pretrained_kwargs)
     model.to(torch_device)
@@ -312,10 +328,7 @@ def load_trainable_encoder(name: str, *, device: str | torch.device = "cpu", hid
                            attention_dropout: float | None = None) -> LoadedModel:
     """An encoder in float32 for fine-tuning, with dropout overrides (None keeps the checkpoint's);
     they must be set on the config before the modules are built, hence not after loading."""
-    from transformers import AutoConfig
-
-    path, _ = resolve_model_path(name)
-    encoder_config = AutoConfig.from_pretrained(path)
+    _, _, encoder_config = model_config(name)
     for field, value in (("attention_probs_dropout_prob", attention_dropout), ("attention_dropout", attention_dropout),
                          ("hidden_dropout_prob", hidden_dropout)):
         if value is not None and hasattr(encoder_config, field):

@@ -28,9 +28,12 @@ import math
 import os
 import shutil
 import time
+import types
+import typing
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,46 @@ AGGREGATIONS = ("max_logits", "max_wins", "bubble")
 
 # --------------------------------------------------------------------------------------------
 # configuration
+
+
+@cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_field_types(config: Any) -> None:
+    """A clear ``TypeError`` naming the field for a dataclass config value of the wrong type
+    (``epochs="3"``, ``lr="fast"``, ``bf16="no"``), from the fields' annotations: int (not bool), float
+    (an int is fine), bool, str, ``X | None``, and tuples of str (a list is fine: JSON gives lists back)."""
+    hints = _type_hints(type(config))
+    for f in fields(config):
+        hint, value = hints.get(f.name), getattr(config, f.name)
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if value is None and type(None) in options:
+            continue
+        ok = False
+        for option in options:
+            origin = typing.get_origin(option) or option
+            if option is type(None):
+                ok = value is None
+            elif option is bool:
+                ok = isinstance(value, (bool, np.bool_))
+            elif option is int:
+                ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            elif option is float:
+                ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            elif option is str:
+                ok = isinstance(value, str)
+            elif origin is tuple:
+                ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
+            else:
+                ok = True  # a type this check does not know: left to the field's own validation
+            if ok:
+                break
+        if not ok:
+            expected = " or ".join("None" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
+            raise TypeError(f"{type(config).__name__}.{f.name} must be {expected}, got {type(value).__name__} "
+                            f"{value!r}")
 
 
 @dataclass(frozen=True)
@@ -88,6 +131,7 @@ class PairRankerConfig:
     freeze_layers: int = 0  # freeze the embeddings + this many bottom layers (a CPU budget; the paper: 0)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
         object.__setattr__(self, "special_tokens", tuple(self.special_tokens))
         if (len(self.special_tokens) != 3 or len(set(self.special_tokens)) != 3
@@ -335,12 +379,15 @@ def pair_loss(s_i: torch.Tensor, s_j: torch.Tensor, delta: torch.Tensor) -> torc
 
 
 def _check_inputs(sources: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> None:
+    for name, value in (("instructions", sources), ("candidate lists", candidate_lists)):
+        if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
+            raise ValueError(f"pass a list of {name}, got a {type(value).__name__}")
     if len(sources) != len(candidate_lists):
         raise ValueError(f"got {len(sources)} instructions but {len(candidate_lists)} candidate lists")
     for n, (source, candidates) in enumerate(zip(sources, candidate_lists)):
         if not isinstance(source, str) or not source.strip():
             raise ValueError(f"instruction {n} is empty")
-        if isinstance(candidates, str) or len(candidates) == 0:
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence) or len(candidates) == 0:
             raise ValueError(f"input {n} needs a list of at least one candidate, got {candidates!r}")
         for k, text in enumerate(candidates):
             if not isinstance(text, str) or not text.strip():
@@ -612,23 +659,49 @@ class _Pool:
     scores: np.ndarray
 
 
+def candidate_text_of(example: Mapping[str, Any], k: int, cand: Any) -> str:
+    """A training candidate's text; a missing ``text`` field or a non-string is an error naming it
+    (an empty string is returned: the callers drop and count those)."""
+    if not isinstance(cand, Mapping) or "text" not in cand:
+        fields_ = sorted(cand) if isinstance(cand, Mapping) else type(cand).__name__
+        raise ValueError(f"example {example.get('id')!r}, candidate {k} has no 'text' field (it has {fields_})")
+    if not isinstance(cand["text"], str):
+        raise ValueError(f"example {example.get('id')!r}, candidate {k} ({cand.get('model')}): text must be a "
+                         f"string, got {type(cand['text']).__name__}")
+    return cand["text"]
+
+
+def warn_skipped_inputs(what: str, reasons: Sequence[str], empty_candidates: int) -> None:
+    """One warning that counts and names the training inputs left out, and the empty candidates dropped."""
+    if reasons:
+        shown = "; ".join(reasons[:5]) + (f"; ... and {len(reasons) - 5} more" if len(reasons) > 5 else "")
+        warnings.warn(f"{what}: skipped {len(reasons)} training input(s): {shown}", stacklevel=3)
+    if empty_candidates:
+        warnings.warn(f"{what}: dropped {empty_candidates} empty candidate text(s) from training", stacklevel=3)
+
+
 def _pools(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[_Pool], int]:
-    """Training pools; identical candidate texts are merged (their Δ is 0: no signal) and inputs
-    left with fewer than two candidates are skipped (counted)."""
-    pools, skipped = [], 0
+    """Training pools; identical candidate texts are merged (their Δ is 0: no signal), empty ones
+    dropped, and inputs left with fewer than two candidates are skipped: counted, and named in a warning."""
+    pools, reasons, empty = [], [], 0
     for ex in examples:
         table = metric_table(ex, metrics)
         first: dict[str, int] = {}
         for k, cand in enumerate(ex["candidates"]):
-            if isinstance(cand.get("text"), str) and cand["text"].strip():
-                first.setdefault(cand["text"], k)
+            text = candidate_text_of(ex, k, cand)
+            if text.strip():
+                first.setdefault(text, k)
+            else:
+                empty += 1
         if len(first) < 2 or not source_text(ex):
-            skipped += 1
+            reasons.append(f"{ex.get('id')!r} " + ("has an empty instruction" if not source_text(ex) else
+                                                   f"has {len(first)} distinct non-empty candidate(s)"))
             continue
         pools.append(_Pool(source_text(ex), list(first), table[list(first.values())]))
     if not pools:
         raise ValueError("no training input has two distinct non-empty candidates: nothing to learn from")
-    return pools, skipped
+    warn_skipped_inputs("PairRanker", reasons, empty)
+    return pools, len(reasons)
 
 
 class _PairSampler(torch.utils.data.Dataset):
@@ -922,7 +995,9 @@ def run_dir(train_examples: Sequence[Mapping[str, Any]], config: PairRankerConfi
     """Where a training run with this config and data lives: <root>/<config key>-<data key>
     (``epochs`` left out of the key, so asking for more epochs continues the same run). The root
     defaults to the user cache (``$BLENDER_BOOK_CACHE/pairranker``): checkpoints are hundreds of MB."""
-    pools, _ = _pools(train_examples, config.metrics)
+    with warnings.catch_warnings():  # train_pairranker reports the skipped inputs; once is enough
+        warnings.simplefilter("ignore")
+        pools, _ = _pools(train_examples, config.metrics)
     base = Path(root) if root is not None else cache_dir() / "pairranker"
     return base / f"{config.key(ignore=('epochs',))}-{_data_key(pools)}"
 

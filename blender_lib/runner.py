@@ -90,7 +90,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not key.isidentifier():
         raise RunnerError(f"parameter name {key!r} in {text!r} is not a valid Python identifier")
-    return key, yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return key, yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise RunnerError(f"the value of override {text!r} is not valid YAML: {' '.join(str(err).split())}") from err
 
 
 def load_parameter_files(paths: list[str | Path]) -> dict[str, Any]:
@@ -100,7 +103,13 @@ def load_parameter_files(paths: list[str | Path]) -> dict[str, Any]:
         path = Path(path)
         if not path.is_file():
             raise RunnerError(f"parameter file not found: {path}")
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise RunnerError(f"parameter file {path} is not valid UTF-8 (byte 0x{err.object[err.start]:02x} at "
+                              f"offset {err.start})") from err
+        except yaml.YAMLError as err:
+            raise RunnerError(f"parameter file {path} is not valid YAML: {' '.join(str(err).split())}") from err
         if not isinstance(content, dict):
             raise RunnerError(f"parameter file {path} must hold a mapping of names to values")
         for key, value in content.items():

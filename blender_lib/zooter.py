@@ -315,7 +315,11 @@ def _tag_sets(tags: Sequence[Any], n: int) -> list[tuple[Any, ...]]:
     if isinstance(tags, str) or len(tags) != n:
         raise ValueError(f"got {1 if isinstance(tags, str) else len(tags)} tag entries for {n} queries")
     out = []
-    for item in tags:
+    for row, item in enumerate(tags):
+        blank = [t for t in ([item] if isinstance(item, str) else item if isinstance(item, (list, tuple)) else [])
+                 if isinstance(t, str) and not t.strip()]
+        if blank:
+            raise ValueError(f"tag entry {row} holds an empty tag {blank[0]!r}; give a query without tags None or []")
         if item is None:
             out.append(())
         elif isinstance(item, (str, int, np.integer)):

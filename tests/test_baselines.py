@@ -491,7 +491,8 @@ def test_summareranker_learns_which_candidate_is_best_and_reloads(tiny_dirs, tmp
 def test_training_skips_inputs_with_nothing_to_order_and_refuses_empty_data(tiny_dirs, tmp_path):
     config = tiny_config(B.SimCLSConfig, tiny_dirs)
     dup = example("dup", QUESTION, "paris", ["Paris.", "Paris."])
-    inputs, skipped = B._training_inputs([*synthetic()[:2], dup], config.metrics)
+    with pytest.warns(UserWarning, match="skipped 1 training input.*'dup' has 1 distinct"):
+        inputs, skipped = B._training_inputs([*synthetic()[:2], dup], config.metrics)
     assert (len(inputs), skipped) == (2, 1)
     with pytest.raises(ValueError, match="nothing to learn from"):
         B.train_simcls([dup], [], config, tmp_path / "none", progress=False)

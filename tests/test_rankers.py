@@ -102,8 +102,9 @@ def test_metric_table_names_the_missing_score():
 
 
 def test_pair_sampler_is_seeded_shuffles_order_and_keeps_deltas_aligned():
-    pools, skipped = R._pools(synthetic_examples()[:4] + [overlap_example("dup", QUESTION, "x", ["same", "same"])],
-                              ("bleu", "rougeL"))
+    with pytest.warns(UserWarning, match="skipped 1 training input.*'dup' has 1 distinct"):
+        pools, skipped = R._pools(synthetic_examples()[:4] + [overlap_example("dup", QUESTION, "x", ["same", "same"])],
+                                  ("bleu", "rougeL"))
     assert skipped == 1  # two identical candidates: one distinct text, nothing to compare
     sampler = R._PairSampler(pools, pairs_per_input=5, seed=3)
     assert len(sampler) == 4 * 5
