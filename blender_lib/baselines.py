@@ -68,9 +68,10 @@ from .io import atomic_write_json
 from .judge import gpt_rank_scores, ranks_from_scores
 from .models import (LoadedModel, _infer_kind, freeze_lower_layers, load_model, load_trainable_encoder, resolve_device,
                      resolve_dtype, resolve_model_path)
+from .checks import check_field_types
 from .paths import cache_dir
 from .rankers import (_accelerator, _check_inputs, _optimizer, _replace_dir, _sync_lr, candidate_text_of,
-                      check_field_types, metric_table, source_text, warn_skipped_inputs)
+                      metric_table, source_text, warn_skipped_inputs)
 
 Scores = list[np.ndarray]
 GPT_RANK = "gpt_rank"

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Literal, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from .checks import check_field_types
 from .io import JsonlCache
 from .models import LoadedModel
 
@@ -94,6 +95,7 @@ class CandidateConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # "96" for max_new_tokens, "hot" for temperature: named now, not mid-build
         if not self.name.strip():
             raise ValueError("a candidate config needs a non-empty name")
         if self.max_new_tokens < 1:
@@ -441,9 +443,11 @@ def generate_candidates(
     load = load or (lambda name: load_model(name, device=device, dtype=dtype))
     loaded: dict[str, LoadedModel] = {}
     stats: dict[str, GenerationStats] = {}
+    _check_instructions(examples)
     for config in pool:
         tokenizer = _tokenizer_for(config.model, loaded, load)
         prompts = [build_prompt(tokenizer, config, ex["instruction"], ex.get("input", "")) for ex in examples]
+        _check_prompt_lengths(examples, prompts, tokenizer, config)
         lazy = _LazyBackend(config.model, loaded, load)
         outputs, stats[config.name] = generate_with_cache(
             lazy, config, prompts, cache, batch_size=batch_size, progress=progress
@@ -465,6 +469,46 @@ def generate_candidates(
 _TOKENIZERS: dict[str, Any] = {}
 
 
+def _check_instructions(examples: list[dict[str, Any]]) -> None:
+    """Every example must ask something: an 'instruction' field, and it or 'input' non-empty."""
+    for n, ex in enumerate(examples):
+        name = ex.get("id", n) if isinstance(ex, dict) else n
+        if not isinstance(ex, dict) or "instruction" not in ex:
+            raise ValueError(f"example {name!r} lacks the field 'instruction'")
+        texts = [ex.get("instruction"), ex.get("input") or ""]
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"example {name!r}: instruction and input must be strings")
+        if not any(t.strip() for t in texts):
+            raise ValueError(f"example {name!r}: instruction and input are both empty: nothing to answer")
+
+
+def _context_length(model: str) -> int | None:
+    """The model's maximum positions from its config (None when the config does not say)."""
+    from .models import model_config
+
+    _, _, config = model_config(model)
+    for field_name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, field_name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _check_prompt_lengths(examples: list[dict[str, Any]], prompts: list[str], tokenizer: Any,
+                          config: CandidateConfig) -> None:
+    """Refuse, before any generation, a prompt that cannot fit the model's context with its answer."""
+    limit = _context_length(config.model)
+    if limit is None:
+        return
+    for n, (ex, prompt) in enumerate(zip(examples, prompts)):
+        if len(prompt) < limit:  # a token is at least one character: no need to tokenize short prompts
+            continue
+        tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if tokens + config.max_new_tokens > limit:
+            raise GenerationError(f"{config.name}: the prompt of example {ex.get('id', n)!r} is too long: {tokens} tokens "
+                                  f"+ {config.max_new_tokens} new tokens exceed the model's context of {limit}")
+
+
 def _tokenizer_for(model: str, loaded: dict[str, LoadedModel], load: Any) -> Any:
     """Prompts need only the tokenizer (chat template); load it without the weights when possible."""
     if model in loaded:
@@ -472,9 +516,9 @@ def _tokenizer_for(model: str, loaded: dict[str, LoadedModel], load: Any) -> Any
     if model not in _TOKENIZERS:
         from transformers import AutoTokenizer
 
-        from .models import resolve_model_path
+        from .models import model_config
 
-        path, _ = resolve_model_path(model)
+        path, _, _ = model_config(model)  # an unknown name: ModelNotFoundError, not the hub's OSError
         _TOKENIZERS[model] = AutoTokenizer.from_pretrained(path)
     return _TOKENIZERS[model]
 

@@ -70,12 +70,16 @@ class JudgeError(ValueError):
 
 
 def judge_prompt(instruction: str, input_text: str, candidate_a: str, candidate_b: str) -> str:
-    """The 4-choice comparison prompt for one ordered pair."""
-    for name, text in (("instruction", instruction), ("candidate A", candidate_a), ("candidate B", candidate_b)):
+    """The 4-choice comparison prompt for one ordered pair. The instruction may be empty when the
+    input carries the question (MixInstruct does that for some sources)."""
+    asks = [t for t in (instruction, input_text) if isinstance(t, str) and t.strip()]
+    if not asks:
+        raise JudgeError("cannot judge a pair with an empty instruction (and no input)")
+    for name, text in (("candidate A", candidate_a), ("candidate B", candidate_b)):
         if not isinstance(text, str) or not text.strip():
             raise JudgeError(f"cannot judge a pair with an empty {name}")
     return JUDGE_PROMPT.format(
-        instruction=instruction.strip(), input=(input_text or "").strip(), candidate_a=candidate_a.strip(), candidate_b=candidate_b.strip()
+        instruction=(instruction or "").strip(), input=(input_text or "").strip(), candidate_a=candidate_a.strip(), candidate_b=candidate_b.strip()
     )
 
 
@@ -93,6 +97,8 @@ def parse_verdict(reply: str | None) -> str | None:
     Accepts the label text anywhere ("2. B is better", "Answer: Same good"), or a bare option
     number / letter at the start ("3", "B.").
     """
+    if reply is not None and not isinstance(reply, str):
+        raise TypeError(f"reply must be a string or None, got {type(reply).__name__}")
     if not reply or not reply.strip():
         return None
     found = {label for pattern, label in _LABEL_PATTERNS if pattern.search(reply)}
@@ -156,6 +162,8 @@ class LogProbJudge:
             raise JudgeError(f"a log-probability judge needs a causal LM, {loaded.name!r} is {loaded.kind!r}")
         self.loaded, self.batch_size = loaded, batch_size
         self.name = f"logprob:{loaded.name}"
+        positions = getattr(loaded.model.config, "max_position_embeddings", None)
+        self.context = positions if isinstance(positions, int) and positions > 0 else None
         tok = loaded.tokenizer
         self.option_ids = []
         for digit in "1234":
@@ -177,6 +185,10 @@ class LogProbJudge:
         for start in range(0, len(prompts), self.batch_size):
             texts = [self.render(p) for p in prompts[start : start + self.batch_size]]
             batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
+            longest = int(batch["attention_mask"].sum(dim=1).max())
+            if self.context is not None and longest > self.context:
+                raise JudgeError(f"a judge prompt of {longest} tokens is too long for the context of {self.context} "
+                                 f"tokens of {self.loaded.name!r}: shorten the candidates")
             logits = model(**batch).logits[:, -1, :]  # left padding: the last position is the answer's first token
             option_logprobs = torch.log_softmax(logits.float(), dim=-1)[:, self.option_ids]
             for row in option_logprobs:
@@ -372,11 +384,20 @@ def judge_examples(
     pair is left out of ``cmp_results_raw`` and its pair gets no combined verdict this run (a
     one-order verdict would change once the rerun fills the other order).
     """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     jobs: list[tuple[int, str, str]] = []  # (example index, ordered "a,b" key, prompt)
     for index, ex in enumerate(examples):
         candidates = ex.get("candidates") or []
         if len(candidates) < 2:
             raise JudgeError(f"example {ex.get('id')!r} has {len(candidates)} candidate(s); judging needs at least 2")
+        for k, candidate in enumerate(candidates):
+            if not isinstance(candidate, dict) or "text" not in candidate:
+                raise JudgeError(f"example {ex.get('id')!r}, candidate {k} has no 'text' field")
+        models = [c.get("model") for c in candidates]
+        repeated = sorted({str(m) for m in models if models.count(m) > 1})
+        if repeated:  # their "a,b" keys would collide: one verdict for two different texts
+            raise JudgeError(f"example {ex.get('id')!r} has several candidates named {repeated}")
         for first, second in itertools.combinations(candidates, 2):
             orders = [(first, second), (second, first)] if both_orders else [(first, second)]
             for a, b in orders:

@@ -28,12 +28,10 @@ import math
 import os
 import shutil
 import time
-import types
-import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from functools import cache, lru_cache
+from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import check_field_types
 from .io import atomic_write_json
 from .judge import ranks_from_scores
 from .models import freeze_lower_layers, load_trainable_encoder, resolve_device, resolve_dtype
@@ -61,46 +60,6 @@ AGGREGATIONS = ("max_logits", "max_wins", "bubble")
 
 # --------------------------------------------------------------------------------------------
 # configuration
-
-
-@cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def check_field_types(config: Any) -> None:
-    """A clear ``TypeError`` naming the field for a dataclass config value of the wrong type
-    (``epochs="3"``, ``lr="fast"``, ``bf16="no"``), from the fields' annotations: int (not bool), float
-    (an int is fine), bool, str, ``X | None``, and tuples of str (a list is fine: JSON gives lists back)."""
-    hints = _type_hints(type(config))
-    for f in fields(config):
-        hint, value = hints.get(f.name), getattr(config, f.name)
-        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if value is None and type(None) in options:
-            continue
-        ok = False
-        for option in options:
-            origin = typing.get_origin(option) or option
-            if option is type(None):
-                ok = value is None
-            elif option is bool:
-                ok = isinstance(value, (bool, np.bool_))
-            elif option is int:
-                ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-            elif option is float:
-                ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-            elif option is str:
-                ok = isinstance(value, str)
-            elif origin is tuple:
-                ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
-            else:
-                ok = True  # a type this check does not know: left to the field's own validation
-            if ok:
-                break
-        if not ok:
-            expected = " or ".join("None" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
-            raise TypeError(f"{type(config).__name__}.{f.name} must be {expected}, got {type(value).__name__} "
-                            f"{value!r}")
 
 
 @dataclass(frozen=True)
