@@ -70,13 +70,13 @@ from .models import (LoadedModel, _infer_kind, freeze_lower_layers, load_model, 
                      resolve_dtype, resolve_model_path)
 from .checks import check_field_types
 from .paths import cache_dir
-from .rankers import (_accelerator, _check_inputs, _optimizer, _replace_dir, _sync_lr, candidate_text_of,
+from .persistence import SavedInFolder, replace_dir
+from .rankers import (_accelerator, _check_inputs, _optimizer, _sync_lr, candidate_text_of,
                       metric_table, source_text, warn_skipped_inputs)
 
 Scores = list[np.ndarray]
 GPT_RANK = "gpt_rank"
 BASELINE_FILE = "baseline.json"
-WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.json"
 
 
@@ -688,12 +688,14 @@ def data_key(examples: Sequence[Mapping[str, Any]]) -> str:
 # trained baselines: models
 
 
-class _EncoderBaseline(nn.Module):
+class _EncoderBaseline(SavedInFolder, nn.Module):
     """An encoder with its tokenizer and config; persistence; token budgets; mean pooling."""
 
     KIND: ClassVar[str]
     CONFIG: ClassVar[type[BaselineConfig]]
-    CHUNK: ClassVar[int] = 8  # rows per encoder call in training (see pooled)
+    CHUNK: ClassVar[int] = 8
+    META_FILE = BASELINE_FILE
+    WHAT = "baseline model"  # rows per encoder call in training (see pooled)
 
     def __init__(self, encoder: nn.Module, tokenizer: Any, config: BaselineConfig) -> None:
         super().__init__()
@@ -783,52 +785,16 @@ class _EncoderBaseline(nn.Module):
               batch_size: int | None = None, progress: bool = False) -> Scores:
         raise NotImplementedError
 
-    # -- persistence: one folder = baseline config + encoder config + safetensors + tokenizer
+    # -- persistence (blender_lib.persistence): baseline.json + encoder config + safetensors + tokenizer
 
-    def _write(self, folder: Path) -> None:
-        from safetensors.torch import save_model
-
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / BASELINE_FILE, {"format": 1, "kind": self.KIND, "config": asdict(self.config)})
-        self.encoder.config.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        save_model(self, str(folder / WEIGHTS_FILE))
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the whole folder beside the target, then swap it in: never a half-written model."""
-        target = Path(path)
-        staging = target.with_name(f".{target.name}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        self._write(staging)
-        _replace_dir(staging, target)
-        return target
+    def _meta(self) -> dict[str, Any]:
+        return {"format": 1, "kind": self.KIND, "config": asdict(self.config)}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "auto",
-                        dtype: str | torch.dtype | None = "float32") -> _EncoderBaseline:
-        """Load a saved model (no download: the encoder is rebuilt from the saved config)."""
-        from safetensors.torch import load_model as load_weights
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-        folder = _existing_dir(Path(path))
-        meta = json.loads((folder / BASELINE_FILE).read_text(encoding="utf-8"))
+    def _config_from_meta(cls, meta: dict[str, Any], folder: Path) -> BaselineConfig:
         if meta.get("kind") != cls.KIND:
             raise ValueError(f"{folder} holds a {meta.get('kind')!r} model, not a {cls.KIND!r} one")
-        config = cls.CONFIG.from_dict(meta["config"])
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder))
-        model = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
-        load_weights(model, str(folder / WEIGHTS_FILE))
-        torch_device = resolve_device(device)
-        return model.to(device=torch_device, dtype=resolve_dtype(dtype, torch_device)).eval()
-
-
-def _existing_dir(target: Path) -> Path:
-    old = target.with_name(f".{target.name}.old")
-    if not target.exists() and old.exists():
-        return old
-    if not (target / BASELINE_FILE).exists():
-        raise FileNotFoundError(f"no saved baseline model at {target} (expected {BASELINE_FILE} there)")
-    return target
+        return cls.CONFIG.from_dict(meta["config"])
 
 
 def simcls_loss(cos: torch.Tensor, quality: torch.Tensor, margin: float = 0.01, *, gold_cos: torch.Tensor | None = None,
@@ -1276,7 +1242,7 @@ def _train(model_cls: type[_EncoderBaseline], train_examples: Sequence[Mapping[s
     staging = out_dir / ".best.partial"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(out_dir / f"epoch-{state['best_epoch']}" / "model", staging)
-    _replace_dir(staging, out_dir / "best")
+    replace_dir(staging, out_dir / "best")
     return _train_report(state, config, out_dir, done, start_time, len(inputs), skipped)
 
 

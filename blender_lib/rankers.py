@@ -45,15 +45,15 @@ from tqdm.auto import tqdm
 from .checks import check_field_types
 from .io import atomic_write_json
 from .judge import ranks_from_scores
-from .models import freeze_lower_layers, load_trainable_encoder, resolve_device, resolve_dtype
+from .models import freeze_lower_layers, load_trainable_encoder
 from .paths import cache_dir
+from .persistence import SavedInFolder, replace_dir
 
 SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
 # How the three parts become one input: "joint" = [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP];
 # "pairrm" = the published PairRM's three framed segments (see PairFormatter).
 INPUT_LAYOUTS = ("joint", "pairrm")
 RANKER_FILE = "pairranker.json"
-WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.json"
 AGGREGATIONS = ("max_logits", "max_wins", "bubble")
 
@@ -233,8 +233,11 @@ class PairFormatter:
 # model and loss
 
 
-class PairRankerModel(nn.Module):
+class PairRankerModel(SavedInFolder, nn.Module):
     """Encoder backbone + a 2-layer head on [h_src; h_c] giving one score per Q-metric."""
+
+    META_FILE = RANKER_FILE
+    WHAT = "PairRanker"
 
     def __init__(self, encoder: nn.Module, tokenizer: Any, config: PairRankerConfig) -> None:
         super().__init__()
@@ -282,41 +285,11 @@ class PairRankerModel(nn.Module):
         s_j = self.head(torch.cat([h[:, 0], h[:, 2]], dim=-1))
         return s_i.float(), s_j.float()
 
-    # -- persistence: one folder = ranker config + encoder config + safetensors + tokenizer
-
-    def _write(self, folder: Path) -> None:
-        from safetensors.torch import save_model
-
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / RANKER_FILE, {"format": 1, "config": asdict(self.config)})
-        self.encoder.config.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        save_model(self, str(folder / WEIGHTS_FILE))
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the whole folder beside the target, then swap it in: never a half-written ranker."""
-        target = Path(path)
-        staging = target.with_name(f".{target.name}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        self._write(staging)
-        _replace_dir(staging, target)
-        return target
+    # -- persistence (blender_lib.persistence): pairranker.json + encoder config + safetensors + tokenizer
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "auto",
-                        dtype: str | torch.dtype | None = "float32") -> PairRankerModel:
-        """Load a saved ranker (no download: the encoder is rebuilt from the saved config)."""
-        from safetensors.torch import load_model as load_weights
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-        folder = _existing_dir(Path(path))
-        meta = json.loads((folder / RANKER_FILE).read_text(encoding="utf-8"))
-        config = PairRankerConfig.from_dict(meta["config"])
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder))
-        ranker = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
-        load_weights(ranker, str(folder / WEIGHTS_FILE))
-        torch_device = resolve_device(device)
-        return ranker.to(device=torch_device, dtype=resolve_dtype(dtype, torch_device)).eval()
+    def _config_from_meta(cls, meta: dict[str, Any], folder: Path) -> PairRankerConfig:
+        return PairRankerConfig.from_dict(meta["config"])
 
 
 def pair_logits(s_i: torch.Tensor, s_j: torch.Tensor) -> torch.Tensor:
@@ -755,26 +728,6 @@ def _optimizer(model: nn.Module, config: PairRankerConfig) -> torch.optim.Optimi
                               {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Swap a fully written folder into place; a kill between the two renames leaves the old one
-    at `.NAME.old`, which _existing_dir falls back to."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _existing_dir(target: Path) -> Path:
-    old = target.with_name(f".{target.name}.old")
-    if not target.exists() and old.exists():
-        return old
-    if not (target / RANKER_FILE).exists():
-        raise FileNotFoundError(f"no saved PairRanker at {target} (expected {RANKER_FILE} there)")
-    return target
-
-
 def _data_key(pools: list[_Pool]) -> str:
     blob = json.dumps([[p.source, p.texts, p.scores.tolist()] for p in pools])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -892,7 +845,7 @@ def _publish_best(out_dir: Path, best_epoch: int) -> None:
     staging = out_dir / ".best.partial"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(out_dir / f"epoch-{best_epoch}" / "ranker", staging)
-    _replace_dir(staging, out_dir / "best")
+    replace_dir(staging, out_dir / "best")
 
 
 def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
