@@ -51,7 +51,7 @@ import math
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,7 +68,7 @@ from .io import atomic_write_json
 from .judge import gpt_rank_scores, ranks_from_scores
 from .models import (LoadedModel, _infer_kind, freeze_lower_layers, load_model, load_trainable_encoder, resolve_device,
                      resolve_dtype, resolve_model_path)
-from .checks import check_field_types
+from .checks import check_field_types, check_training_settings, config_from_dict
 from .paths import cache_dir
 from .persistence import SavedInFolder, replace_dir
 from .rankers import (_accelerator, _check_inputs, _optimizer, _sync_lr, candidate_text_of,
@@ -614,25 +614,16 @@ class BaselineConfig:
         object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
         if isinstance(self.metrics, str) or not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics must be a non-empty list of distinct names, got {self.metrics}")
-        for name in ("source_max_length", "candidate_max_length", "epochs", "batch_size", "grad_accum_steps",
-                     "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        check_training_settings(self, ("source_max_length", "candidate_max_length", "epochs", "batch_size",
+                                       "grad_accum_steps", "eval_batch_size"))
         if self.train_candidates is not None and int(self.train_candidates) < 2:
             raise ValueError(f"train_candidates must be >= 2 (or None for all), got {self.train_candidates}")
-        if int(self.freeze_layers) < 0:
-            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> BaselineConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} parameter(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**values)
+        return config_from_dict(cls, values, cls.__name__)
 
     def key(self, *, ignore: Sequence[str] = ()) -> str:
         """A short hash of the kind and the fields (a resumed run may change ``epochs`` only)."""

@@ -49,3 +49,23 @@ def check_field_types(config: Any) -> None:
             expected = " or ".join("None" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
             raise TypeError(f"{type(config).__name__}.{f.name} must be {expected}, got {type(value).__name__} "
                             f"{value!r}")
+
+
+def check_training_settings(config: Any, sizes: tuple[str, ...]) -> None:
+    """The checks every trainer's config shares: sizes >= 1, warmup_ratio in [0, 1), freeze_layers >= 0."""
+    for name in sizes:
+        if int(getattr(config, name)) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if not 0.0 <= config.warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    if int(config.freeze_layers) < 0:
+        raise ValueError(f"freeze_layers must be >= 0, got {config.freeze_layers}")
+
+
+def config_from_dict(cls: Any, values: Any, what: str) -> Any:
+    """``cls(**values)``, with unknown names refused first, naming the known ones."""
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} parameter(s) {unknown}; known: {known}")
+    return cls(**values)

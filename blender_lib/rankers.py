@@ -30,7 +30,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import check_field_types
+from .checks import check_field_types, check_training_settings, config_from_dict
 from .io import atomic_write_json
 from .judge import ranks_from_scores
 from .models import freeze_lower_layers, load_trainable_encoder
@@ -100,21 +100,12 @@ class PairRankerConfig:
             raise ValueError(f"input_layout must be one of {INPUT_LAYOUTS}, got {self.input_layout!r}")
         if not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics must be a non-empty list of distinct names, got {self.metrics}")
-        for name in ("source_max_length", "candidate_max_length", "pairs_per_input", "epochs", "batch_size",
-                     "grad_accum_steps", "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if int(self.freeze_layers) < 0:
-            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
+        check_training_settings(self, ("source_max_length", "candidate_max_length", "pairs_per_input", "epochs",
+                                       "batch_size", "grad_accum_steps", "eval_batch_size"))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PairRankerConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown PairRanker parameter(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**values)
+        return config_from_dict(cls, values, "PairRanker")
 
     def key(self, *, ignore: Sequence[str] = ()) -> str:
         """A short hash of the fields (a resumed run may change ``epochs`` and nothing else). Fields
