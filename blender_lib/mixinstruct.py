@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -71,6 +72,11 @@ class BuildReport:
     metric_seconds: float = 0.0
     metric_pairs_computed: int = 0
     judge: dict[str, Any] = field(default_factory=dict)
+    # Requests that still failed after the clients' retries, per stage ("generation", "judge"); a
+    # rerun retries exactly those (failed requests are never cached). Failed generation requests
+    # stop the build (IncompleteGeneration), so a finished build counts 0 there; a failed judge
+    # request leaves its pair without a verdict (reasons in judge["failures"], the first 20).
+    failed_requests: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -310,10 +316,26 @@ def build_mixinstruct(
         "position_consistency": judge_stats.consistency, "first_position_rate": judge_stats.first_position_rate,
         "seconds": round(judge_stats.seconds, 1), "failures": judge_stats.failures[:20],
     }
+    report.failed_requests = {
+        "generation": sum(s.failed for s in stats.values()), "judge": judge_stats.failed_requests,
+    }
     report.sizes = {name: len(part) for name, part in splits.items()}
     report.seconds = time.perf_counter() - start
     save_build(splits, report, params, out_dir)
+    if any(report.failed_requests.values()):
+        warnings.warn(failed_requests_note(report), RuntimeWarning, stacklevel=2)
     return splits, report
+
+
+def failed_requests_note(report: BuildReport) -> str | None:
+    """One sentence on the requests that failed after retries (``None`` when none did)."""
+    failed = {stage: n for stage, n in report.failed_requests.items() if n}
+    if not failed:
+        return None
+    counts = ", ".join(f"{n} {stage}" for stage, n in failed.items())
+    return (f"Failed requests after the clients' retries: {counts} "
+            f"({report.judge.get('pairs_without_verdict', 0)} judged pair(s) without a verdict); "
+            "they were not cached, so a rerun of the build retries exactly those.")
 
 
 def save_build(splits: dict[str, list[dict]], report: BuildReport, params: BuildParams, out_dir: Path) -> None:
@@ -325,10 +347,15 @@ def save_build(splits: dict[str, list[dict]], report: BuildReport, params: Build
 
 def stable_record(report: BuildReport) -> dict[str, Any]:
     """The report without what differs between a first build and a cached rebuild (timings, work
-    done), so the saved dataset only changes when its content does."""
+    done), so the saved dataset only changes when its content does. ``failed_requests`` appears
+    only when some request failed (absent: none did)."""
     record = asdict(report)
     for volatile in ("seconds", "metric_seconds", "metric_pairs_computed", "generation"):
         record.pop(volatile)
+    if not any(record["failed_requests"].values()):
+        # kept only when some request failed, i.e. when the saved dataset lacks verdicts a rerun
+        # would add: a complete build's record stays as it was before this field existed
+        record.pop("failed_requests")
     record["judge"] = {k: v for k, v in record["judge"].items() if k not in ("seconds", "from_cache")}
     return record
 
@@ -378,6 +405,9 @@ def dataset_card(splits: dict[str, list[dict]], report: BuildReport) -> str:
         f"{len(report.empty_candidate_skips)} with an empty candidate.",
         "",
     ]
+    note = failed_requests_note(report)
+    if note:  # only then: a complete build's card is unchanged
+        lines += [note, ""]
     return "\n".join(lines)
 
 

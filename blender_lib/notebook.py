@@ -1,4 +1,4 @@
-"""One setup call at the top of every chapter: seeds, threads, quiet logs, PNG figures."""
+"""One setup call at the top of every chapter: parameter checks, seeds, threads, quiet logs, PNG figures."""
 
 from __future__ import annotations
 
@@ -44,8 +44,33 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
-def setup_notebook(seed: int = 0, *, threads: int | None = None) -> dict[str, Any]:
-    """Seed, set threads, quiet logs and make figures PNG; return a short environment report."""
+def check_parameters() -> dict[str, Any]:
+    """In a kernel run by papermill, reject injected parameters the notebook does not declare or of the wrong type.
+
+    Plain ``papermill in.ipynb out.ipynb -p beta oops`` only warns about an unknown name and never
+    checks types. The kernel's input history holds the parameters cell and the cell papermill
+    injected after it, so the check needs no notebook path: see
+    :func:`blender_lib.runner.check_injected_parameters`. Outside IPython, or when nothing was
+    injected, it does nothing. Raises :class:`blender_lib.runner.ParameterError`.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return {}
+    shell = get_ipython()
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    if shell is None or history is None:
+        return {}
+    from .runner import check_injected_parameters
+
+    return check_injected_parameters(list(history), shell.user_ns)
+
+
+def setup_notebook(seed: int = 0, *, threads: int | None = None, check: bool = True) -> dict[str, Any]:
+    """Check papermill's parameters (:func:`check_parameters`), seed, set threads, quiet logs and make
+    figures PNG; return a short environment report. Every chapter calls it first after its parameters cell."""
+    if check:
+        check_parameters()
     if threads:
         torch.set_num_threads(threads)
     seed_everything(seed)

@@ -15,6 +15,7 @@ that chapter only::
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -33,6 +34,10 @@ from .paths import NOTEBOOKS_DIR, PROJECT_ROOT, RESULTS_ENV_VAR
 
 class RunnerError(RuntimeError):
     """A batch run that cannot start or did not finish; the message names chapter and cause."""
+
+
+class ParameterError(RunnerError):
+    """A parameter that its notebook does not declare, or one of the wrong type (names it and what was expected)."""
 
 
 @dataclass
@@ -127,15 +132,39 @@ def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     return papermill.inspect_notebook(str(notebook))
 
 
+def parameters_in_source(source: str, *, kernel_name: str = "python3", language: str = "python") -> dict[str, dict[str, Any]]:
+    """The assignments papermill's parser sees in one cell's source, in :func:`declared_parameters`' shape."""
+    from nbformat.v4 import new_code_cell
+    from papermill.translators import papermill_translators
+
+    translator = papermill_translators.find_translator(kernel_name, language)
+    return {p.name: p._asdict() for p in translator.inspect(new_code_cell(source))}
+
+
 def _default_value(spec: dict[str, Any]) -> Any:
+    """A declared default's value: a Python literal (``None``, ``True``, ``1e-4``), else read as YAML."""
+    text = spec.get("default", "")
     try:
-        return yaml.safe_load(spec.get("default", ""))
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError:
-        return spec.get("default")
+        return text
 
 
-def check_type(stem: str, name: str, value: Any, spec: dict[str, Any]) -> None:
-    """Reject a value whose type clearly differs from the declared default (``None`` accepts anything)."""
+def expected_type(spec: dict[str, Any]) -> str:
+    """The type name a declared parameter expects (``any`` when its default is ``None``)."""
+    default = _default_value(spec)
+    return "any" if default is None else type(default).__name__
+
+
+def check_type(stem: str | None, name: str, value: Any, spec: dict[str, Any]) -> None:
+    """Reject a value whose type clearly differs from the declared default (``None`` accepts anything).
+
+    Raises :class:`ParameterError`; ``stem`` names the chapter in the message when known.
+    """
     default = _default_value(spec)
     if default is None or value is None:
         return
@@ -144,10 +173,52 @@ def check_type(stem: str, name: str, value: Any, spec: dict[str, Any]) -> None:
     if isinstance(default, bool) != isinstance(value, bool):
         ok = False
     if not ok:
-        raise RunnerError(
-            f"parameter {name!r} of chapter {stem} expects {expected.__name__} (default {spec.get('default')}), "
+        where = f" of chapter {stem}" if stem else ""
+        raise ParameterError(
+            f"parameter {name!r}{where} expects {expected.__name__} (default {spec.get('default')}), "
             f"got {type(value).__name__} {value!r}"
         )
+
+
+INJECTED_COMMENT = "# Parameters"  # the first line of the cell papermill injects after the parameters cell
+PAPERMILL_BUILTINS = ("PAPERMILL_",)  # papermill's own --inject-paths names
+
+
+def check_injected_parameters(history: list[str], namespace: dict[str, Any]) -> dict[str, Any]:
+    """Check the parameters papermill injected into a running notebook against its parameters cell.
+
+    ``history`` is the kernel's input history in execution order (IPython's ``In``); the last cell
+    papermill injected (it starts with ``# Parameters``) follows the notebook's parameters cell.
+    Every injected name must be declared there, and its value in ``namespace`` must have the
+    declared type (:func:`check_type`). Raises :class:`ParameterError` naming each bad parameter,
+    what it received and what was expected; returns the injected parameters' values (``{}`` when
+    nothing was injected, e.g. in an interactive session).
+    """
+    injected_at = next(
+        (i for i in range(len(history) - 1, -1, -1) if history[i].lstrip().split("\n", 1)[0].rstrip() == INJECTED_COMMENT),
+        None,
+    )
+    if injected_at is None:
+        return {}
+    declared = parameters_in_source(history[injected_at - 1]) if injected_at > 0 else {}
+    injected = [n for n in parameters_in_source(history[injected_at]) if not n.startswith(PAPERMILL_BUILTINS)]
+    values = {n: namespace.get(n) for n in injected}
+    problems = []
+    for name, value in values.items():
+        if name not in declared:
+            problems.append(f"unknown parameter {name!r} (got {type(value).__name__} {value!r})")
+            continue
+        try:
+            check_type(None, name, value, declared[name])
+        except ParameterError as err:
+            problems.append(str(err))
+    if problems:
+        if any(name not in declared for name in values):
+            known = ", ".join(f"{n} ({expected_type(s)})" for n, s in declared.items())
+            problems.append(f"the parameters cell declares: {known}" if known else
+                            "the notebook declares no parameters (no cell tagged 'parameters')")
+        raise ParameterError("; ".join(problems))
+    return values
 
 
 def plan_run(
@@ -177,14 +248,14 @@ def plan_run(
     unknown = sorted(k for k in shared if not any(k in d for d in declared.values()))
     if unknown:
         names = {s: sorted(d) for s, d in declared.items()}
-        raise RunnerError(f"unknown parameter(s) {unknown}: no chapter declares them; declared: {names}")
+        raise ParameterError(f"unknown parameter(s) {unknown}: no chapter declares them; declared: {names}")
     runs = []
     for path in chapters:
         stem = path.stem
         section = sections.get(stem, {})
         bad = sorted(k for k in section if k not in declared[stem])
         if bad:
-            raise RunnerError(f"unknown parameter(s) {bad} for chapter {stem}; it declares {sorted(declared[stem])}")
+            raise ParameterError(f"unknown parameter(s) {bad} for chapter {stem}; it declares {sorted(declared[stem])}")
         chosen = {k: v for k, v in shared.items() if k in declared[stem]} | dict(section)
         for name, value in chosen.items():
             check_type(stem, name, value, declared[stem][name])

@@ -72,3 +72,68 @@ def test_candidate_backbones_name_the_model_behind_each_candidate():
     assert {c["name"]: c["model"] for c in POOLS["default"]}.items() <= backbones.items()
     record["report"]["params"]["retrieval_candidate"] = False
     assert RETRIEVAL_MODEL_NAME not in candidate_backbones(record)
+
+
+def test_the_build_report_counts_requests_that_failed_after_retries(tmp_path, monkeypatch):
+    """Plumbing only (no models): fake generation and metrics, a judge whose every 4th request fails."""
+    import json
+    import warnings
+
+    from blender_lib import mixinstruct
+    from blender_lib.generate import GenerationStats
+    from blender_lib.judge import Verdict
+    from blender_lib.paths import DATA_DIR
+
+    def fake_generate(examples, pool, cache, **_):
+        for ex in examples:
+            ex["candidates"] = [{"model": c.name, "decoding_method": "greedy", "text": f"{c.name} says {ex['id']}",
+                                 "n_tokens": 3, "scores": {}} for c in pool]
+        return {c.name: GenerationStats(generated=len(examples)) for c in pool}
+
+    class FlakyJudge:
+        name = "fake-judge"
+
+        def __init__(self, every: int | None) -> None:
+            self.every, self.sent = every, 0
+
+        def judge(self, prompts):
+            verdicts = []
+            for _ in prompts:
+                self.sent += 1
+                failed = self.every is not None and self.sent % self.every == 0
+                verdicts.append(Verdict(None, "", error="HTTP 500 after 2 retries") if failed else Verdict("A is better", "1"))
+            return verdicts
+
+    judges = [FlakyJudge(4), FlakyJudge(None)]
+    monkeypatch.setattr(mixinstruct, "generate_candidates", fake_generate)
+    monkeypatch.setattr(mixinstruct, "score_with_cache", lambda *a, **k: (0, 0.0))
+    monkeypatch.setattr(mixinstruct, "make_judge", lambda params: (judges.pop(0), lambda: None))
+    seeds = data.load_seed_instructions()[::60][:7]
+    params = _params(retrieval_candidate=False)
+    build = lambda out: build_mixinstruct(params, cache_dir=tmp_path / "cache", out_dir=tmp_path / out,  # noqa: E731
+                                          seeds=seeds, progress=False)
+
+    # 2 test examples x 1 pair x 2 orders = 4 requests: the 4th fails
+    with pytest.warns(RuntimeWarning, match=r"Failed requests after the clients' retries: 1 judge \(1 judged pair\(s\) without"):
+        _, report = build("first")
+    assert report.failed_requests == {"generation": 0, "judge": 1} and report.judge["requests"] == 4
+    [failure] = report.judge["failures"]
+    assert failure.endswith(": HTTP 500 after 2 retries") and " of " in failure
+    _, record = load_build(tmp_path / "first")
+    assert record["report"]["failed_requests"] == {"generation": 0, "judge": 1}
+    assert "Failed requests after the clients' retries: 1 judge" in (tmp_path / "first" / "README.md").read_text()
+
+    # the rerun retries only the failed request; a complete build records no failed_requests at all,
+    # so its build.json and card keep the shape of the committed ones
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _, again = build("second")
+    assert again.failed_requests == {"generation": 0, "judge": 0} and again.judge["from_cache"] == 3
+    assert judges == [] and again.judge["pairs_without_verdict"] == 0
+    _, record = load_build(tmp_path / "second")
+    assert "failed_requests" not in record["report"]
+    assert "Failed requests" not in (tmp_path / "second" / "README.md").read_text()
+    committed = DATA_DIR / "mixinstruct" / "build.json"
+    if committed.exists():
+        stored = json.loads(committed.read_text())["report"]
+        assert set(record["report"]) == set(stored) and set(record["report"]["judge"]) == set(stored["judge"])
