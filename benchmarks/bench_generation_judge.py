@@ -35,7 +35,7 @@ def timed(fn):
     return value, time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", type=int, default=32)
@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", default="bfloat16")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the JSON")
+    args = parser.parse_args(argv)
     quiet_libraries()
 
     seeds = load_seed_instructions()[:: max(1, 420 // args.prompts)][: args.prompts]
@@ -74,7 +75,7 @@ def main() -> None:
     result = {
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "model": args.model, "dtype": args.dtype, "max_new_tokens": args.max_new_tokens,
+        "model": args.model, "dtype": args.dtype, "device": str(loaded.device), "max_new_tokens": args.max_new_tokens,
         "generation": {
             "transformers_local": {"prompts": len(prompts), "batch_size": args.batch_size, "tokens": local_tokens,
                                    "seconds": round(seconds, 2), "tokens_per_second": round(local_tokens / seconds, 1)},
@@ -92,7 +93,7 @@ def main() -> None:
         "peak_memory_mib": {"this_process": round(peak_rss_mib(), 1),
                             "server_processes": round(peak_rss_mib(resource.RUSAGE_CHILDREN), 1)},
     }
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -187,7 +187,9 @@ def build_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class OursBench:
-    def __init__(self, inputs: dict[str, Any], bf16: bool) -> None:
+    """Our side. ``device`` other than the CPU (e.g. "cuda") is what benchmarks/run_all.py uses on a GPU."""
+
+    def __init__(self, inputs: dict[str, Any], bf16: bool, device: str = "cpu") -> None:
         import torch
         import transformers
 
@@ -197,9 +199,9 @@ class OursBench:
         self.inputs, s = inputs, inputs["settings"]
         self.settings, self.bf16 = s, bf16
         torch.set_num_threads(s["threads"])
-        self.config = replace(PairRankerConfig(), bf16=bf16, device="cpu", seed=s["seed"],
+        self.config = replace(PairRankerConfig(), bf16=bf16, device=device, seed=s["seed"],
                               batch_size=s["train_batch_size"], eval_batch_size=s["infer_batch_size"])
-        self.ranker, self.load_seconds = timed(lambda: PairRankerModel.from_backbone(self.config, device="cpu").eval())
+        self.ranker, self.load_seconds = timed(lambda: PairRankerModel.from_backbone(self.config, device=device).eval())
         self.counter = TokenCounter(self.ranker.encoder)
         self.collate = _collate_pairs(self.ranker.formatter)  # what train_pairranker's DataLoader uses
         self.optimizer = adamw(self.ranker, s["lr"], s["weight_decay"])  # = rankers._optimizer
@@ -219,7 +221,10 @@ class OursBench:
                 "attention_implementation": getattr(encoder_config, "_attn_implementation", None),
                 "attention_dropout": encoder_config.attention_probs_dropout_prob,
                 "hidden_dropout": encoder_config.hidden_dropout_prob,
-                "parameters": sum(p.numel() for p in self.ranker.parameters()), "load_seconds": round(self.load_seconds, 2),
+                "parameters": sum(p.numel() for p in self.ranker.parameters()),
+                "non_embedding_parameters": sum(p.numel() for n, p in self.ranker.named_parameters()
+                                                if ".embeddings." not in f".{n}"),
+                "device": str(self.ranker.device), "load_seconds": round(self.load_seconds, 2),
                 "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS", "TOKENIZERS_PARALLELISM")}}
 
     def _matrices(self, examples: list[dict[str, Any]]) -> list[float]:
@@ -264,9 +269,9 @@ class OursBench:
         from blender_lib.rankers import pair_loss
 
         def loss() -> torch.Tensor:
-            batch = self.collate(items)
+            batch = {k: v.to(self.ranker.device) for k, v in self.collate(items).items()}
             delta = batch.pop("delta")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            with torch.autocast(self.ranker.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 return pair_loss(*self.ranker(**batch), delta)
 
         return train_step(self.ranker, self.optimizer, loss, self.config.max_grad_norm)
