@@ -368,6 +368,13 @@ def load_build(out_dir: Path = DATA_DIR / "mixinstruct") -> tuple[dict[str, list
     return data_lib.load_splits(out_dir), json.loads(record_path.read_text(encoding="utf-8"))
 
 
+def build_params(record: Mapping[str, Any]) -> BuildParams:
+    """The parameters a saved build was made with (from :func:`load_build`'s record): later chapters
+    score and judge new answers exactly as the build scored and judged its candidates."""
+    values = dict(record["report"]["params"])
+    return BuildParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None

@@ -424,6 +424,26 @@ def example_matrices(ranker: PairRankerModel, examples: Sequence[Mapping[str, An
                      progress=progress)
 
 
+def cached_example_matrices(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], ranker_id: str, *,
+                            root: str | Path | None = None, batch_size: int = 32,
+                            progress: bool = False) -> list[np.ndarray]:
+    """:func:`example_matrices`, kept on disk per (ranker, inputs), so a later chapter that ranks the
+    same inputs with the same ranker reads them back. ``ranker_id`` names the trained ranker (e.g.
+    its run folder and best epoch); the file is written whole and renamed into place."""
+    payload = [ranker_id, [[source_text(ex), [c["text"] for c in ex["candidates"]]] for ex in examples]]
+    key = hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:20]
+    path = (Path(root) if root is not None else cache_dir() / "pairranker_matrices") / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return [stored[f"m{k}"] for k in range(len(examples))]
+    matrices = example_matrices(ranker, examples, batch_size=batch_size, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial.npz")
+    np.savez(partial, **{f"m{k}": m for k, m in enumerate(matrices)})
+    os.replace(partial, path)
+    return matrices
+
+
 def bubble_examples(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], *,
                     batch_size: int = 32) -> tuple[list[int], list[int]]:
     """Bubble winners of MixInstruct examples run for real (N - 1 comparisons each, both orders):
