@@ -57,3 +57,82 @@ def scatter(table: pd.DataFrame, *, x: str, y: str, title: str, hue: str | None 
         ax.legend(fontsize=8, title=hue, title_fontsize=8)
     fig.tight_layout()
     return ax
+
+
+# Where a point's label may go, in order of preference: (offset in points, horizontal, vertical alignment).
+_LABEL_SPOTS = [((8, 0), "left", "center"), ((-8, 0), "right", "center"), ((0, 7), "center", "bottom"),
+                ((0, -7), "center", "top")] + [((8, dy), "left", "center") for dy in (-12, 12, -24, 24, -36, 36)]
+
+
+def _spread_labels(ax, notes: list) -> None:
+    """Give each annotation the first spot (see ``_LABEL_SPOTS``) where it overlaps no marker, no label
+    placed before it and stays inside the axes; the first spot if none is free."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    markers = [ax.transData.transform(n.xy) for n in notes]
+    done: list = []
+
+    def free(box) -> bool:
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        on_marker = any(box.x0 - 5 <= x <= box.x1 + 5 and box.y0 - 5 <= y <= box.y1 + 5 for x, y in markers)
+        return inside and not on_marker and not any(box.overlaps(other) for other in done)
+
+    for note in sorted(notes, key=lambda n: -n.xy[1]):
+        for offset, ha, va in _LABEL_SPOTS:
+            note.set_position(offset)
+            note.set_ha(ha)
+            note.set_va(va)
+            if free(note.get_window_extent(renderer)):
+                break
+        else:
+            offset, ha, va = _LABEL_SPOTS[0]
+            note.set_position(offset)
+            note.set_ha(ha)
+            note.set_va(va)
+        done.append(note.get_window_extent(renderer))
+
+
+def cost_quality(points: pd.DataFrame, *, quality: str, title: str,
+                 costs: tuple[str, ...] = ("model calls / query", "generated tokens / query"),
+                 kind: str = "kind", label: str = "label", log_x: tuple[bool, ...] = (True, False)):
+    """Quality against cost, one panel per cost column, one point per method (rows of ``points``),
+    coloured by ``kind`` and named by ``label`` (or the index); methods at the same place share one
+    stacked annotation. Returns the panels' Axes."""
+    if len(log_x) != len(costs):
+        raise ValueError(f"log_x needs one flag per cost column {costs}, got {log_x}")
+    fig, axes = plt.subplots(1, len(costs), figsize=(6.2 * len(costs), 4.8), sharey=True, squeeze=False)
+    kinds = list(dict.fromkeys(points[kind]))
+    palette = dict(zip(kinds, sns.color_palette(n_colors=len(kinds)), strict=True))
+    markers = dict(zip(kinds, "osD^vP*X", strict=False))
+    names = points[label] if label in points.columns else pd.Series(points.index, index=points.index)
+    span = float(points[quality].max() - points[quality].min()) or 1.0
+    notes: dict = {}
+    for ax, cost, log in zip(axes[0], costs, log_x, strict=True):
+        for k in kinds:
+            part = points[points[kind] == k]
+            ax.scatter(part[cost], part[quality], s=70, color=palette[k], marker=markers.get(k, "o"), label=k,
+                       zorder=3)
+        placed: dict[tuple[float, float], tuple[float, float, list[str]]] = {}
+        for (_, row), name in zip(points.iterrows(), names, strict=True):
+            x, y = float(row[cost]), float(row[quality])
+            placed.setdefault((round(x, 6), round(y / span, 2)), (x, y, []))[2].append(str(name))
+        notes[ax] = [ax.annotate("\n".join(group), (x, y), textcoords="offset points", xytext=(8, 0), fontsize=8,
+                                 va="center") for x, y, group in placed.values()]
+        if log:
+            ax.set_xscale("log")
+            ticks: list[float] = []
+            for v in sorted({float(v) for v in points[cost] if v > 0}):
+                if not ticks or v / ticks[-1] > 1.25:  # a label per cost level, unless it would collide
+                    ticks.append(v)
+            ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+            ax.minorticks_off()
+        ax.set_xlabel(cost + (" (log scale)" if log else ""))
+        ax.margins(x=0.2, y=0.1)
+    axes[0][0].set_ylabel(quality)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.canvas.draw()
+    for ax, placed_notes in notes.items():
+        _spread_labels(ax, placed_notes)
+    return axes[0]

@@ -1,0 +1,476 @@
+"""The results chapter: every chapter's ``results/<stem>.json`` side by side with the published tables.
+
+Nothing here retypes a number. Our numbers come from the chapters' results files
+(:func:`blender_lib.results.read_results`), the papers' from ``data/paper_numbers``
+(:func:`blender_lib.paper.published_table`). This module only picks rows, puts them beside each other
+and does the cost accounting the chapters already define:
+
+- LLM generations per query: 1 for one model (best single, random, the router), N for every method
+  that needs all N candidates (RMR, PairRanker, LLM-Blender, the oracle), plus 1 for the fuser;
+- scorer passes per query (the models that read answers or queries but generate nothing): N(N-1)
+  PairRanker passes for the full comparison matrix (each pair in both orders), 2 per bubble
+  comparison (N-1 comparisons), N reward-model passes for RMR, 1 router pass for ZOOTER;
+- generated tokens per query: what chapter 5 measured for one model and for all N (RMR's number is
+  the sum over the N candidates, reused for every method that runs all N), plus the fuser's own
+  tokens from chapter 4's ablation for LLM-Blender.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .paper import published_table
+from .results import read_results
+
+PAIRRANKER, GENFUSER, ZOOTER, REAL_LLMS = "03_pairranker", "04_genfuser", "05_zooter", "06_real_llms"
+CHAPTERS: tuple[str, ...] = (PAIRRANKER, GENFUSER, ZOOTER, REAL_LLMS)
+PAPER_GPT_RANK_CANDIDATES = 12  # candidates per example in the paper's Table 3 (data/paper_numbers/README.md)
+GPT_RANK = "GPT-Rank (mean rank)"
+
+Results = Mapping[str, Mapping[str, Any]]
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+def load_chapter_results(chapters: Sequence[str] = CHAPTERS, *, optional: Iterable[str] = (),
+                         results_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Each chapter's results by stem, in the given order.
+
+    A missing required chapter raises :class:`FileNotFoundError` naming the notebook to run; a
+    missing chapter listed in ``optional`` is left out (the caller says so in its text)."""
+    optional = set(optional)
+    unknown = sorted(optional - set(chapters))
+    if unknown:
+        raise ValueError(f"optional chapters {unknown} are not among the chapters to read {list(chapters)}")
+    loaded: dict[str, dict[str, Any]] = {}
+    for stem in chapters:
+        try:
+            loaded[stem] = read_results(stem, results_dir=results_dir)
+        except FileNotFoundError:
+            if stem not in optional:
+                raise
+    return loaded
+
+
+def missing_chapters(results: Results, chapters: Sequence[str] = CHAPTERS) -> list[str]:
+    """The chapters of ``chapters`` that have no results in ``results``."""
+    return [stem for stem in chapters if stem not in results]
+
+
+def chapter_overview(results: Results) -> pd.DataFrame:
+    """One row per loaded chapter: the split it evaluated, how many examples (or queries, prompts) and
+    how many of the papers' claims it checked."""
+    rows = {}
+    for stem, chapter in results.items():
+        size = next((chapter[k] for k in ("examples", "queries", "prompts") if isinstance(chapter.get(k), int)), None)
+        rows[stem] = {"split": chapter.get("eval_split", ""), "examples": size,
+                      "claims checked": len(chapter.get("claims") or {})}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["split", "examples", "claims checked"])
+
+
+def _require(results: Results, stem: str) -> Mapping[str, Any]:
+    if stem not in results:
+        raise KeyError(f"no results for chapter {stem!r}: execute notebooks/{stem}.ipynb first "
+                       f"(loaded: {sorted(results)})")
+    return results[stem]
+
+
+def _rows(chapter: Mapping[str, Any], key: str, stem: str) -> dict[str, dict[str, Any]]:
+    rows = chapter.get(key)
+    if not isinstance(rows, Mapping) or not rows:
+        raise KeyError(f"results of {stem} have no table {key!r} (keys: {sorted(chapter)})")
+    return {str(name): dict(row) for name, row in rows.items()}
+
+
+def find_row(rows: Mapping[str, Any], prefix: str, *, where: str = "") -> str:
+    """The one row name that starts with ``prefix`` (row names carry parameters, e.g. the model picked)."""
+    matches = [name for name in rows if name == prefix or name.startswith(prefix)]
+    exact = [name for name in matches if name == prefix]
+    if exact:
+        return exact[0]
+    if len(matches) != 1:
+        what = "no row" if not matches else f"{len(matches)} rows ({matches})"
+        raise KeyError(f"{what} starting with {prefix!r}{' in ' + where if where else ''}; rows: {list(rows)}")
+    return matches[0]
+
+
+# -- the headline table -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeadlineRow:
+    """One method of the headline table: where our numbers are and which published row matches."""
+
+    chapter: str
+    table: str  # the key of the rows in the chapter's results
+    prefix: str  # the row name, or its start (names carry parameters)
+    paper: str | None  # the row of LLM-Blender's Table 2, or None where the paper has none
+
+
+HEADLINE: tuple[HeadlineRow, ...] = (
+    HeadlineRow(PAIRRANKER, "table2", "Random", "Random"),
+    HeadlineRow(PAIRRANKER, "table2", "Best single on val", "Open Assistant"),
+    HeadlineRow(PAIRRANKER, "table2", "LM-scoring", "MLM-Scoring"),
+    HeadlineRow(PAIRRANKER, "table2", "SimCLS-style", "SimCLS"),
+    HeadlineRow(PAIRRANKER, "table2", "SummaReranker-style", "SummaReranker"),
+    HeadlineRow(PAIRRANKER, "table2", "PairRanker (bubble)", None),
+    HeadlineRow(PAIRRANKER, "table2", "PairRanker (max-logits)", "PairRanker"),
+    HeadlineRow(GENFUSER, "table", "LLM-Blender", "PairRanker top-3 + GenFuser"),
+    HeadlineRow(ZOOTER, "side_by_side", "RMR", None),
+    HeadlineRow(ZOOTER, "side_by_side", "ZOOTER router", None),
+    HeadlineRow(PAIRRANKER, "table2", "Oracle (bertscore)", "Oracle (BERTScore)"),
+    HeadlineRow(PAIRRANKER, "table2", "Oracle (gpt_rank)", "Oracle (GPT-Rank)"),
+)
+
+
+def candidates_ranked(results: Results, stem: str) -> int:
+    """How many answers each example's GPT-Rank ranks in a chapter: its N candidates, plus the fused
+    answer in chapter 4 (the fused answer is ranked among the candidates there)."""
+    chapter = _require(results, stem)
+    if stem == GENFUSER and not any(key in chapter for key in ("candidates", "models")) and PAIRRANKER in results:
+        return candidates_ranked(results, PAIRRANKER) + 1  # chapter 4 fuses the candidates of chapter 3's build
+    for key in ("candidates", "models"):
+        value = chapter.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value
+            break
+        if isinstance(value, list) and value:
+            n = len(value)
+            break
+    else:
+        raise KeyError(f"results of {stem} record neither 'candidates' (a count) nor 'models' (a list)")
+    return n + 1 if stem == GENFUSER else n
+
+
+def _value(row: Mapping[str, Any], column: str, scale: float = 1.0) -> float:
+    value = row.get(column)
+    return float("nan") if value is None else float(value) * scale
+
+
+def _judged_gpt_rank(chapter: Mapping[str, Any], name: str) -> float:
+    """GPT-Rank from a chapter's ``judged_table`` (chapter 4 judges the fused answers apart), used
+    only when the judge saw every example of the table; NaN otherwise (not the same examples)."""
+    judged = chapter.get("judged_table") or {}
+    judge = chapter.get("judge") or {}
+    if name in judged and GPT_RANK in judged[name] and judge.get("examples") == chapter.get("examples"):
+        return float(judged[name][GPT_RANK])
+    return float("nan")
+
+
+def headline_table(results: Results, *, rows: Sequence[HeadlineRow] = HEADLINE,
+                   paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per method, ours beside LLM-Blender's Table 2 where it has the method.
+
+    Rows of chapters missing from ``results`` are left out. BERTScore is x100 as in the paper; the
+    gain over Random is in the same units for both (the one column comparable across scales, as our
+    BERTScore model and candidates differ from the paper's). GPT-Rank is a mean rank among
+    "ranked among" answers (more in the paper), so only its order within a column means something."""
+    paper = published_table("llm_blender_table2") if paper is None else paper
+    random_row = next((r for r in rows if r.prefix == "Random"), None)
+    ours_random = float("nan")
+    if random_row is not None and random_row.chapter in results:
+        table = _rows(results[random_row.chapter], random_row.table, random_row.chapter)
+        ours_random = _value(table[find_row(table, "Random", where=random_row.chapter)], "bertscore", 100)
+    paper_random = float(paper.loc["Random", "bertscore"]) if "Random" in paper.index else float("nan")
+    out = {}
+    for spec in rows:
+        if spec.chapter not in results:
+            continue
+        table = _rows(results[spec.chapter], spec.table, spec.chapter)
+        name = find_row(table, spec.prefix, where=f"{spec.chapter} {spec.table}")
+        ours = table[name]
+        published = paper.loc[spec.paper] if spec.paper is not None else None
+
+        def pub(column: str, published: pd.Series | None = published) -> float:
+            return float(published[column]) if published is not None and pd.notna(published[column]) else float("nan")
+
+        bert = _value(ours, "bertscore", 100)
+        gpt_rank = _value(ours, GPT_RANK) if GPT_RANK in ours else _judged_gpt_rank(results[spec.chapter], name)
+        out[name] = {
+            "chapter": spec.chapter,
+            "paper row": spec.paper or "",
+            "BERTScore x100 (ours)": bert,
+            "BERTScore x100 (paper)": pub("bertscore"),
+            "gain over Random (ours)": bert - ours_random,
+            "gain over Random (paper)": pub("bertscore") - paper_random,
+            "BARTScore (ours)": _value(ours, "bartscore"),
+            "BARTScore (paper)": pub("bartscore"),
+            "GPT-Rank (ours)": gpt_rank,
+            "GPT-Rank (paper)": pub("gpt_rank"),
+            "ranked among (ours)": candidates_ranked(results, spec.chapter),
+        }
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+# -- chapter tables beside the papers' ----------------------------------------------------------------------
+
+TABLE3: dict[str, str] = {
+    "Random": "Random",
+    "bleu (reads the reference)": "BLEU",
+    "bertscore (reads the reference)": "BERTScore",
+    "bartscore (reads the reference)": "BARTScore",
+    "LM-scoring": "MLM-Scoring",
+    "SimCLS-style": "SimCLS",
+    "SummaReranker-style": "SummaReranker",
+    "PairRanker (max-logits)": "PairRanker",
+}
+
+
+def rank_correlation_table(results: Results, *, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """LLM-Blender's Table 3 (correlation with GPT-Rank, x100, the official computation) beside ours
+    from chapter 3: against our judge's GPT-Rank and against the BERTScore ranking. The footrule is
+    divided by a random ranking's expectation, (N^2 - 1) / 3, so that pools of different sizes compare."""
+    paper = published_table("llm_blender_table3") if paper is None else paper
+    chapter = _require(results, PAIRRANKER)
+    by_judge = _rows(chapter, "table3_gpt_rank", PAIRRANKER)
+    by_metric = chapter.get("table3_bertscore") or {}
+    random_footrule = (PAPER_GPT_RANK_CANDIDATES ** 2 - 1) / 3
+    out = {}
+    for prefix, paper_row in TABLE3.items():
+        try:
+            name = find_row(by_judge, prefix, where="03_pairranker table3_gpt_rank")
+        except KeyError:
+            continue
+        ours, metric_row = by_judge[name], by_metric.get(name, {})
+        published = paper.loc[paper_row]
+        out[name] = {
+            "paper row": paper_row,
+            "Spearman x100 vs GPT-Rank (ours)": _value(ours, "spearman (official)", 100),
+            "Spearman x100 vs GPT-Rank (paper)": float(published["spearman"]),
+            "Pearson x100 vs GPT-Rank (ours)": _value(ours, "pearson (official)", 100),
+            "Pearson x100 vs GPT-Rank (paper)": float(published["pearson"]),
+            "footrule / random (ours)": _value(ours, "footrule / random"),
+            "footrule / random (paper)": float(published["spearman_footrule"]) / random_footrule,
+            "Spearman x100 vs BERTScore rank (ours)": _value(metric_row, "spearman (official)", 100),
+        }
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def genfuser_tables(results: Results, *, paper: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Chapter 4 as stored: ``table`` (the reference metrics, ranks among N + 1 answers: the candidates
+    and the fused one), ``judged_table`` (GPT-Rank on the judged examples) where stored, the K
+    ``ablation``; ``paper``: LLM-Blender's Table 2 rows for the same comparison."""
+    paper = published_table("llm_blender_table2") if paper is None else paper
+    chapter = _require(results, GENFUSER)
+    judged = {"judged_table": pd.DataFrame.from_dict(_rows(chapter, "judged_table", GENFUSER), orient="index")} \
+        if chapter.get("judged_table") else {}
+    return {
+        "table": pd.DataFrame.from_dict(_rows(chapter, "table", GENFUSER), orient="index"), **judged,
+        "ablation": pd.DataFrame.from_dict(_rows(chapter, "ablation", GENFUSER), orient="index"),
+        "paper": paper.loc[["PairRanker top-3 + GenFuser", "PairRanker", "Open Assistant", "Random"],
+                           ["bertscore", "bartscore", "gpt_rank", "top3_pct"]],
+    }
+
+
+def zooter_table(results: Results) -> pd.DataFrame:
+    """Chapter 5's router against RMR, best single, random and oracle, as stored (the ZOOTER paper's
+    per-benchmark numbers are not in ``data/paper_numbers``: its claims are compared, not its numbers)."""
+    return pd.DataFrame.from_dict(_rows(_require(results, ZOOTER), "side_by_side", ZOOTER), orient="index")
+
+
+REAL_LLMS_KEYS: tuple[str, ...] = ("win_rates_router_subset", "win_rates_pairranker_subset", "cost", "table",
+                                   "side_by_side")
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, Mapping) for v in value.values())
+
+
+def real_llms_tables(results: Results, keys: Sequence[str] = REAL_LLMS_KEYS, *,
+                     methods_only: bool = True) -> dict[str, pd.DataFrame]:
+    """Chapter 6's tables (real LLM outputs judged by GPT-4) as stored: those of ``keys`` it has, in
+    that order; every table-shaped entry but the configurations and claims when it has none of them.
+    ``methods_only`` leaves out the rows of the single models of its pool (its ``models``)."""
+    chapter = _require(results, REAL_LLMS)
+    pool = set(chapter.get("models") or []) if methods_only else set()
+    chosen = [k for k in keys if _is_table(chapter.get(k))] or [
+        k for k, v in chapter.items() if _is_table(v) and k != "claims" and not k.endswith("_config")]
+    if not chosen:
+        raise KeyError(f"results of {REAL_LLMS} have no table (keys: {sorted(chapter)})")
+    tables = {k: pd.DataFrame.from_dict(_rows(chapter, k, REAL_LLMS), orient="index") for k in chosen}
+    return {k: t.loc[[name for name in t.index if name not in pool]] for k, t in tables.items()}
+
+
+def published_claims(paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The chapters' claims that LLM-Blender's own Table 2 can answer, checked there by BERTScore (how
+    chapters 3 and 4 check them on our data) and by GPT-Rank (how the paper argues them)."""
+    paper = published_table("llm_blender_table2") if paper is None else paper
+    llms = paper[paper["category"] == "LLM"]
+    best_single = str(llms["gpt_rank"].idxmin())
+    pointwise = ["SimCLS", "SummaReranker"]
+
+    def better(a: str, b: str) -> tuple[bool, bool]:
+        return bool(paper.loc[a, "bertscore"] > paper.loc[b, "bertscore"]), bool(
+            paper.loc[a, "gpt_rank"] < paper.loc[b, "gpt_rank"])
+
+    best_pointwise = (str(paper.loc[pointwise, "bertscore"].idxmax()), str(paper.loc[pointwise, "gpt_rank"].idxmin()))
+    rows = {
+        "PairRanker beats random": better("PairRanker", "Random"),
+        f"PairRanker beats the best single model ({best_single})": better("PairRanker", best_single),
+        "PairRanker beats the best pointwise reranker": (better("PairRanker", best_pointwise[0])[0],
+                                                         better("PairRanker", best_pointwise[1])[1]),
+        "MLM-scoring is no better than random": tuple(not v for v in better("MLM-Scoring", "Random")),
+        "LLM-Blender beats PairRanker top-1": better("PairRanker top-3 + GenFuser", "PairRanker"),
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["by BERTScore (paper)", "by GPT-Rank (paper)"]
+                                  ).rename_axis("claim, in the paper's Table 2")
+
+
+# -- cost against quality ---------------------------------------------------------------------------------------
+
+GENERATIONS, SCORER, CALLS, TOKENS = ("LLM generations / query", "scorer passes / query", "model calls / query",
+                                      "generated tokens / query")
+
+
+SHORT_LABELS: dict[str, str] = {
+    "Best single": "best single", "Random": "random", "ZOOTER router": "ZOOTER router", "RMR": "RMR",
+    "PairRanker (max-logits)": "PairRanker full", "PairRanker (bubble)": "PairRanker bubble",
+    "LLM-Blender": "LLM-Blender", "Oracle": "oracle",
+}
+
+
+def _same_test_set(results: Results, stems: Sequence[str]) -> int:
+    """N, after checking that the chapters evaluated the same split, as many examples, with the same N
+    candidates (where a chapter records them)."""
+    seen = {stem: {"split": results[stem].get("eval_split"),
+                   "examples": results[stem].get("examples", results[stem].get("queries")),
+                   "N": candidates_ranked(results, stem) - (1 if stem == GENFUSER else 0)} for stem in stems}
+    for key in ("split", "examples", "N"):
+        if len({v[key] for v in seen.values() if v[key] is not None}) > 1:
+            raise ValueError(f"the chapters evaluated different test sets ({key} differs): {seen}; "
+                             "their costs and qualities cannot share one table")
+    return int(seen[stems[0]]["N"])
+
+
+def _fuser_tokens(chapter: Mapping[str, Any], method: str) -> float:
+    """The fuser's generated tokens per query from chapter 4's ablation, for the K in ``method``'s name."""
+    match = re.search(r"top-(\d+)", method)
+    if match is None:
+        raise KeyError(f"cannot read K from chapter 4's method name {method!r}")
+    ablation = _rows(chapter, "ablation", GENFUSER)
+    row = ablation[find_row(ablation, f"GenFuser top-{match.group(1)}", where="04_genfuser ablation")]
+    if TOKENS not in row:
+        raise KeyError(f"chapter 4's ablation records no {TOKENS!r} (columns: {sorted(row)})")
+    return float(row[TOKENS])
+
+
+def cost_quality_points(results: Results, *, quality: str = "bertscore") -> pd.DataFrame:
+    """One row per method: its ``quality`` on the test set and its cost per query (see the module's
+    docstring for the accounting). Needs chapters 3 and 5; LLM-Blender is added when chapter 4 is in
+    ``results``. The three chapters must have evaluated the same split with the same N."""
+    r3, r5 = _require(results, PAIRRANKER), _require(results, ZOOTER)
+    stems = [s for s in (PAIRRANKER, GENFUSER, ZOOTER) if s in results]
+    n = _same_test_set(results, stems)
+    side = _rows(r5, "side_by_side", ZOOTER)
+    table2 = _rows(r3, "table2", PAIRRANKER)
+    rmr = find_row(side, "RMR", where="05_zooter side_by_side")
+    all_tokens = float(side[rmr][TOKENS])
+    bubble_comparisons = float(r3.get("bubble_comparisons_per_example", n - 1))
+
+    def point(stem: str, name: str, row: Mapping[str, Any], kind: str, generations: float, scorer: float,
+              tokens: float) -> dict[str, Any]:
+        if quality not in row:
+            raise KeyError(f"{stem} row {name!r} has no {quality!r} (columns: {sorted(row)})")
+        label = next(short for prefix, short in SHORT_LABELS.items() if name.startswith(prefix))
+        return {"method": name, "label": label, "chapter": stem, "kind": kind, quality: float(row[quality]),
+                GENERATIONS: generations, SCORER: scorer, CALLS: generations + scorer, TOKENS: tokens}
+
+    def from_zooter(prefix: str, kind: str, scorer: float) -> dict[str, Any]:
+        name = find_row(side, prefix, where="05_zooter side_by_side")
+        row = side[name]
+        return point(ZOOTER, name, row, kind, float(row["LLM calls / query"]), scorer, float(row[TOKENS]))
+
+    def from_pairranker(prefix: str, scorer: float) -> dict[str, Any]:
+        name = find_row(table2, prefix, where="03_pairranker table2")
+        return point(PAIRRANKER, name, table2[name], "rank all N", float(n), scorer, all_tokens)
+
+    points = [
+        from_zooter("Best single on val", "one model", 0.0),
+        from_zooter("Random", "one model", 0.0),
+        from_zooter("ZOOTER router", "one model", 1.0),
+        from_zooter("RMR", "rank all N", float(n)),
+        from_pairranker("PairRanker (max-logits)", float(n * (n - 1))),
+        from_pairranker("PairRanker (bubble)", 2 * bubble_comparisons),
+    ]
+    if GENFUSER in results:
+        r4 = results[GENFUSER]
+        table = _rows(r4, "table", GENFUSER)
+        name = find_row(table, "LLM-Blender", where="04_genfuser table")
+        points.append(point(GENFUSER, name, table[name], "rank all N + fuse", float(n + 1), float(n * (n - 1)),
+                            all_tokens + _fuser_tokens(r4, name)))
+    points.append(from_zooter("Oracle", "oracle (reads the reference)", 0.0))
+    return pd.DataFrame(points).set_index("method")
+
+
+# -- claims ---------------------------------------------------------------------------------------------------------
+
+HOLDS, FAILS = "holds", "fails"
+
+
+def claims_table(results: Results) -> pd.DataFrame:
+    """Every chapter's ``claims`` (claim of the paper -> holds here), with the chapter it comes from.
+
+    A claim's value is a bool, or a mapping with ``holds`` (or ``holds (estimate)``) and optionally
+    ``verdict`` (e.g. "within noise", for a claim the data can neither show nor refute) and ``why``.
+    ``verdict`` is "holds" / "fails" where the chapter gives none."""
+    rows = []
+    for stem, chapter in results.items():
+        claims = chapter.get("claims")
+        if claims is None:
+            continue
+        if not isinstance(claims, Mapping):
+            raise ValueError(f"claims of {stem} must map claim -> verdict, got {type(claims).__name__}")
+        for claim, value in claims.items():
+            why, verdict = "", None
+            if isinstance(value, Mapping):
+                why, verdict = str(value.get("why") or ""), value.get("verdict")
+                value = value.get("holds", value.get("holds (estimate)"))
+            if not isinstance(value, bool):
+                raise ValueError(f"claim {claim!r} of {stem} must be true or false, got {value!r}")
+            rows.append({"chapter": stem, "claim (paper)": str(claim), "holds here": value,
+                         "verdict": str(verdict) if verdict else (HOLDS if value else FAILS), "why": why})
+    table = pd.DataFrame(rows, columns=["chapter", "claim (paper)", "holds here", "verdict", "why"])
+    if not table["why"].astype(bool).any():
+        table = table.drop(columns="why")
+    return table
+
+
+def claims_markdown(claims: pd.DataFrame) -> str:
+    """The claims as a plain Markdown list, each with its chapter: reproduced, not reproduced, then
+    any other verdict (e.g. within noise)."""
+    titles = {HOLDS: "Reproduced", FAILS: "Did not reproduce"}
+    verdicts = [HOLDS, FAILS] + [v for v in dict.fromkeys(claims["verdict"]) if v not in titles]
+    lines = []
+    for verdict in verdicts:
+        part = claims[claims["verdict"] == verdict]
+        if part.empty and verdict not in titles:
+            continue
+        lines += [f"**{titles.get(verdict, verdict.capitalize())}** ({len(part)} of {len(claims)})", ""]
+        for _, row in part.iterrows():
+            why = f": {row['why']}" if "why" in row and row["why"] else ""
+            lines.append(f"- {row['claim (paper)']} (chapter {row['chapter']}){why}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def paired_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """For display: columns ``"X (ours)"`` / ``"X (paper)"`` become a two-level header (X; ours, paper),
+    the others keep their name on the first level."""
+    pairs = []
+    for column in table.columns:
+        match = re.fullmatch(r"(.*) \((ours|paper)\)", str(column))
+        pairs.append((match.group(1), match.group(2)) if match else (str(column), ""))
+    out = table.copy()
+    out.columns = pd.MultiIndex.from_tuples(pairs)
+    return out
+
+
+def for_json(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """A table as ``{row: {column: value}}`` with NaN dropped (results files refuse non-finite numbers)."""
+    return {str(name): {str(k): v for k, v in row.items() if not (isinstance(v, float) and v != v)}
+            for name, row in table.to_dict(orient="index").items()}
