@@ -398,22 +398,34 @@ def bubble_winner(m: np.ndarray) -> int:
     return winner
 
 
-def _bubble_many(ranker: PairRankerModel, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
-                 batch_size: int = 32) -> tuple[list[int], list[int]]:
-    """Bubble passes of many inputs at once: round k compares candidate k with each input's incumbent."""
+PairLogits = Callable[[Sequence[tuple[str, str, str]]], np.ndarray]
+
+
+def bubble_passes(sources: Sequence[str], candidate_lists: Sequence[Sequence[str]],
+                  pair_logits: PairLogits) -> tuple[list[int], list[int]]:
+    """Bubble passes of many inputs at once: round k compares candidate k with each input's incumbent,
+    both orders, in one call of ``pair_logits`` ((source, a, b) triples -> logit that a beats b; a
+    ranker's :func:`score_pairs`, or a cached one). Returns (winner indices, comparisons used)."""
     _check_inputs(sources, candidate_lists)
     winners = [0] * len(sources)
-    for k in range(1, max(len(c) for c in candidate_lists)):
+    for k in range(1, max((len(c) for c in candidate_lists), default=1)):
         active = [n for n, c in enumerate(candidate_lists) if k < len(c)]
         triples = []
         for n in active:
             c, w = candidate_lists[n], winners[n]
             triples += [(sources[n], c[k], c[w]), (sources[n], c[w], c[k])]
-        logits = score_pairs(ranker, triples, batch_size=batch_size)
+        logits = np.asarray(pair_logits(triples), dtype=float)
+        if logits.shape != (len(triples),):
+            raise ValueError(f"pair_logits returned shape {logits.shape} for {len(triples)} triples")
         for a, n in enumerate(active):
             if logits[2 * a] - logits[2 * a + 1] > 0:
                 winners[n] = k
     return winners, [len(c) - 1 for c in candidate_lists]
+
+
+def _bubble_many(ranker: PairRankerModel, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
+                 batch_size: int = 32) -> tuple[list[int], list[int]]:
+    return bubble_passes(sources, candidate_lists, lambda triples: score_pairs(ranker, triples, batch_size=batch_size))
 
 
 def example_matrices(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 32,

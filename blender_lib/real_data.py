@@ -61,16 +61,19 @@ import os
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from . import paths
 from .data import DataError, Record, make_example, read_records, validate_examples
+
+if TYPE_CHECKING:  # only for annotations: rankers imports torch
+    from .rankers import PairLogits
 
 SHARED_DATA_ENV_VAR = "BLENDER_BOOK_SHARED_DATA"
 PREF_SCORE = "gpt4_pref"  # candidate score: P(candidate beats the reference) by the GPT-4 annotator
@@ -1060,9 +1063,6 @@ def _candidate_order(seed: int, ex: Mapping[str, Any]) -> np.ndarray:
     return _example_rng(seed, ex.get("id")).permutation(len(ex["candidates"]))
 
 
-PairLogits = Callable[[Sequence[tuple[str, str, str]]], np.ndarray]
-
-
 def bubble_selections(examples: Sequence[Mapping[str, Any]], pair_logits: PairLogits, *,
                       seed: int = 0) -> tuple[list[int], list[int]]:
     """PairRanker's bubble aggregation run for real on each example: one pass over the candidates in a
@@ -1074,23 +1074,12 @@ def bubble_selections(examples: Sequence[Mapping[str, Any]], pair_logits: PairLo
     incumbent's seat: a tie-keeps-incumbent pass would then favour it for free. ``pair_logits``
     maps (source, a, b) triples to the logit that a beats b (:func:`ranker_pair_logits`). Returns the
     winners as indices into each example's own candidate order, and the comparisons used."""
-    from .rankers import source_text
+    from .rankers import bubble_passes, source_text
 
     orders = [_candidate_order(seed, ex) for ex in examples]
-    sources = [source_text(ex) for ex in examples]
     texts = [[ex["candidates"][int(k)]["text"] for k in order] for ex, order in zip(examples, orders)]
-    winners = [0] * len(examples)
-    for k in range(1, max((len(t) for t in texts), default=1)):
-        active = [n for n, t in enumerate(texts) if k < len(t)]
-        triples = [t for n in active for t in ((sources[n], texts[n][k], texts[n][winners[n]]),
-                                                (sources[n], texts[n][winners[n]], texts[n][k]))]
-        logits = np.asarray(pair_logits(triples), dtype=float)
-        if logits.shape != (len(triples),):
-            raise ValueError(f"pair_logits returned shape {logits.shape} for {len(triples)} triples")
-        for a, n in enumerate(active):
-            if logits[2 * a] - logits[2 * a + 1] > 0:
-                winners[n] = k
-    return [int(order[w]) for order, w in zip(orders, winners)], [len(t) - 1 for t in texts]
+    winners, used = bubble_passes([source_text(ex) for ex in examples], texts, pair_logits)
+    return [int(order[w]) for order, w in zip(orders, winners)], used
 
 
 def ranker_pair_logits(ranker: Any, cache_path: str | Path | None = None, *, batch_size: int = 32) -> PairLogits:

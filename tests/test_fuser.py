@@ -84,13 +84,7 @@ def colour_items(prefix: str, n: int, seed: int, *, things=("sky",),
                          tuple(rng.sample(DISTRACTORS, 2)), target(things[k % len(things)])) for k in range(n)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train ~10x faster on one thread than on two busy ones (thread hand-offs dominate)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 ITEM = F.FusionItem("a", "What is the colour of the sky ?", "", ("red apple", "yellow banana"), "the sky is blue")

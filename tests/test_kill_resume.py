@@ -158,16 +158,7 @@ print(json.dumps({"done": report.epochs_completed}))
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here and in the children: tiny models train ~8x faster on a busy 2-core machine than
-    with two threads fighting, use less CPU, and every process computes the same floats."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def start(script: str, *args: str) -> subprocess.Popen:
