@@ -45,7 +45,6 @@ sub-sampling); raise ``epochs`` and ``train_candidates`` on a GPU.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import shutil
@@ -66,8 +65,8 @@ from tqdm.auto import tqdm
 from .generate import user_message
 from .io import atomic_write_json
 from .judge import gpt_rank_scores, ranks_from_scores
-from .models import (LoadedModel, _infer_kind, freeze_lower_layers, load_model, load_trainable_encoder, resolve_device,
-                     resolve_dtype, resolve_model_path)
+from .models import (LoadedModel, _infer_kind, accepts_logits_to_keep, freeze_lower_layers, load_model,
+                     load_trainable_encoder, resolve_device, resolve_dtype, resolve_model_path)
 from .checks import check_field_types, check_training_settings, config_from_dict
 from .paths import cache_dir
 from .persistence import SavedInFolder, replace_dir
@@ -312,7 +311,7 @@ def _causal_target_logprobs(loaded: LoadedModel, pairs: Sequence[tuple[tuple[int
         raise ValueError("a causal LM needs a context token before the candidate (its tokenizer has no BOS or EOS)")
     lookup: dict[Any, np.ndarray] = {}
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    trims = "logits_to_keep" in inspect.signature(loaded.model.forward).parameters
+    trims = accepts_logits_to_keep(loaded.model)
     order = _ordered(unique, lambda p: len(p[0]) + len(p[1]))
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress):
         batch = [unique[k] for k in order[start : start + batch_size]]

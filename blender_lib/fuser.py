@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 import shutil
 import time
@@ -30,7 +29,7 @@ from .checks import check_field_types, check_training_settings, config_from_dict
 from .io import JsonlCache, atomic_write_json
 from .judge import JudgeStats, judge_examples
 from .mixinstruct import BuildParams, score_with_cache
-from .models import LoadedModel, freeze_lower_layers, has_chat_template, load_model, resolve_device
+from .models import LoadedModel, accepts_logits_to_keep, freeze_lower_layers, has_chat_template, load_model, resolve_device
 from .paths import cache_dir
 from .persistence import existing_dir, replace_dir
 
@@ -434,8 +433,7 @@ def _keeps_logits(fuser: GenFuser) -> bool:
     """A causal LM whose forward can compute the vocabulary logits for the last positions only."""
     if fuser.seq2seq:
         return False
-    model = fuser.model.get_base_model() if hasattr(fuser.model, "get_base_model") else fuser.model
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    return accepts_logits_to_keep(fuser.model)
 
 
 def _target_logits_trainer() -> type:

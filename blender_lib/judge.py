@@ -42,7 +42,7 @@ from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from .io import JsonlCache
-from .models import LoadedModel
+from .models import LoadedModel, accepts_logits_to_keep
 
 LABELS: tuple[str, ...] = ("A is better", "B is better", "Same good", "Same bad")
 
@@ -180,22 +180,30 @@ class LogProbJudge:
 
     @torch.inference_mode()
     def judge(self, prompts: list[str]) -> list[Verdict]:
+        """Verdicts in the order of ``prompts``. Batches hold prompts of similar length (less
+        padding), and only the last position's logits are computed where the model allows it."""
         tok, model = self.loaded.tokenizer, self.loaded.model
-        verdicts: list[Verdict] = []
-        for start in range(0, len(prompts), self.batch_size):
-            texts = [self.render(p) for p in prompts[start : start + self.batch_size]]
-            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.loaded.device)
-            longest = int(batch["attention_mask"].sum(dim=1).max())
-            if self.context is not None and longest > self.context:
-                raise JudgeError(f"a judge prompt of {longest} tokens is too long for the context of {self.context} "
-                                 f"tokens of {self.loaded.name!r}: shorten the candidates")
-            logits = model(**batch).logits[:, -1, :]  # left padding: the last position is the answer's first token
+        texts = [self.render(p) for p in prompts]
+        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        longest = max(lengths, default=0)
+        if self.context is not None and longest > self.context:
+            raise JudgeError(f"a judge prompt of {longest} tokens is too long for the context of {self.context} "
+                             f"tokens of {self.loaded.name!r}: shorten the candidates")
+        trim = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
+        order = sorted(range(len(texts)), key=lambda k: lengths[k])
+        verdicts: list[Verdict | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = tok([texts[k] for k in rows], return_tensors="pt", padding=True, add_special_tokens=False)
+            mask = batch["attention_mask"]
+            logits = model(input_ids=batch["input_ids"].to(self.loaded.device), attention_mask=mask.to(self.loaded.device),
+                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(self.loaded.device),
+                           **trim).logits[:, -1, :]  # left padding: the last position is the answer's first token
             option_logprobs = torch.log_softmax(logits.float(), dim=-1)[:, self.option_ids]
-            for row in option_logprobs:
-                best = int(row.argmax())
+            for k, row in zip(rows, option_logprobs):
                 raw = json.dumps({"option_logprobs": [round(float(x), 4) for x in row]})
-                verdicts.append(Verdict(label=LABELS[best], raw=raw))
-        return verdicts
+                verdicts[k] = Verdict(label=LABELS[int(row.argmax())], raw=raw)
+        return verdicts  # type: ignore[return-value]
 
 
 class OpenAIJudge:

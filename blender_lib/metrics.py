@@ -17,7 +17,6 @@ LLM-Blender's default), the log-likelihood score with SmolLM2-135M-Instruct (pap
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import itertools
 import math
 import re
@@ -28,7 +27,7 @@ from typing import Any, Literal
 
 import torch
 
-from .models import LoadedModel, load_model, model_config, resolve_device, resolve_model_path
+from .models import LoadedModel, accepts_logits_to_keep, load_model, model_config, resolve_device, resolve_model_path
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
 DEFAULT_METRICS: tuple[str, ...] = ("bleu", "rouge1", "rouge2", "rougeL", "bertscore", "bartscore")
@@ -280,7 +279,7 @@ class LogLikelihoodScorer:
     def _last_logits(self, input_ids: torch.Tensor, attention: torch.Tensor, keep: int) -> torch.Tensor:
         """Logits of the last ``keep`` positions; position ids count real tokens only (left padding)."""
         device = self.loaded.device
-        kwargs: dict[str, Any] = {"logits_to_keep": keep} if self._accepts_logits_to_keep() else {}
+        kwargs: dict[str, Any] = {"logits_to_keep": keep} if accepts_logits_to_keep(self.loaded.model) else {}
         output = self.loaded.model(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
@@ -288,9 +287,6 @@ class LogLikelihoodScorer:
             **kwargs,
         )
         return output.logits[:, -keep:]
-
-    def _accepts_logits_to_keep(self) -> bool:
-        return "logits_to_keep" in inspect.signature(self.loaded.model.forward).parameters
 
     @torch.inference_mode()
     def _score_seq2seq(self, sources: list[str], targets: list[str]) -> list[float]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import logging
 import shutil
 import tempfile
@@ -297,6 +298,17 @@ def load_model(
     return LoadedModel(
         name=name, path=path, kind=resolved_kind, model=model, tokenizer=tokenizer, device=torch_device, dtype=torch_dtype
     )
+
+
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """True when a causal LM's forward can compute the vocabulary logits of the last positions only
+    (``logits_to_keep``): scoring and judging need a few positions, and the LM head over every
+    prompt position is a large share of the work (a 49k-token vocabulary for SmolLM2). A peft
+    wrapper is looked through."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def has_chat_template(loaded: LoadedModel) -> bool:

@@ -436,23 +436,49 @@ def example_matrices(ranker: PairRankerModel, examples: Sequence[Mapping[str, An
                      progress=progress)
 
 
-def cached_example_matrices(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], ranker_id: str, *,
-                            root: str | Path | None = None, batch_size: int = 32,
-                            progress: bool = False) -> list[np.ndarray]:
-    """:func:`example_matrices`, kept on disk per (ranker, inputs), so a later chapter that ranks the
-    same inputs with the same ranker reads them back. ``ranker_id`` names the trained ranker (e.g.
-    its run folder and best epoch); the file is written whole and renamed into place."""
+def ranker_run_id(report: TrainReport) -> str:
+    """The name of a trained ranker for caches of what it computed: its run folder (keyed by config
+    and data) and the epoch it keeps."""
+    return f"{Path(report.best_dir).parent.name}/epoch-{report.best_epoch}"
+
+
+def _matrices_path(examples: Sequence[Mapping[str, Any]], ranker_id: str, root: str | Path | None) -> Path:
     payload = [ranker_id, [[source_text(ex), [c["text"] for c in ex["candidates"]]] for ex in examples]]
     key = hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:20]
-    path = (Path(root) if root is not None else cache_dir() / "pairranker_matrices") / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            return [stored[f"m{k}"] for k in range(len(examples))]
-    matrices = example_matrices(ranker, examples, batch_size=batch_size, progress=progress)
+    return (Path(root) if root is not None else cache_dir() / "pairranker_matrices") / f"{key}.npz"
+
+
+def save_example_matrices(matrices: Sequence[np.ndarray], examples: Sequence[Mapping[str, Any]], ranker_id: str, *,
+                          root: str | Path | None = None) -> Path:
+    """Keep matrices computed by :func:`example_matrices` where :func:`cached_example_matrices` looks
+    for them (a chapter that times the computation itself can still share its result); the file is
+    written whole and renamed into place."""
+    if len(matrices) != len(examples):
+        raise ValueError(f"{len(matrices)} matrices for {len(examples)} examples")
+    for ex, m in zip(examples, matrices):
+        n = len(ex["candidates"])
+        if np.shape(m) != (n, n):
+            raise ValueError(f"example {ex.get('id')!r} has {n} candidates but its matrix has shape {np.shape(m)}")
+    path = _matrices_path(examples, ranker_id, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial.npz")
     np.savez(partial, **{f"m{k}": m for k, m in enumerate(matrices)})
     os.replace(partial, path)
+    return path
+
+
+def cached_example_matrices(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], ranker_id: str, *,
+                            root: str | Path | None = None, batch_size: int = 32,
+                            progress: bool = False) -> list[np.ndarray]:
+    """:func:`example_matrices`, kept on disk per (ranker, inputs), so a later chapter that ranks the
+    same inputs with the same ranker reads them back. ``ranker_id`` names the trained ranker
+    (:func:`ranker_run_id`)."""
+    path = _matrices_path(examples, ranker_id, root)
+    if path.exists():
+        with np.load(path) as stored:
+            return [stored[f"m{k}"] for k in range(len(examples))]
+    matrices = example_matrices(ranker, examples, batch_size=batch_size, progress=progress)
+    save_example_matrices(matrices, examples, ranker_id, root=root)
     return matrices
 
 

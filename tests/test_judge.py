@@ -112,3 +112,30 @@ def test_known_answer_pairs_pit_the_reference_against_wrong_answers(make_example
     for p in pairs:
         reference, wrong = p["candidates"]
         assert reference["text"] == p["output"] and wrong["text"] != p["output"]
+
+
+def test_logprob_judge_batches_by_length_and_keeps_each_verdict_with_its_prompt():
+    """Verdicts come back in the prompts' order although batches are formed by length, and left
+    padding (with position ids counting real tokens) leaves each prompt's option log-probabilities
+    as if it were judged alone (float32, so the comparison can be tight)."""
+    import json
+
+    import torch
+
+    loaded = load_model("smollm2-135m-instruct", device="cpu", dtype="float32")
+    prompts = [J.judge_prompt("What is 2+2?", "", "4", "The answer is five, as everyone knows well."),
+               J.judge_prompt("Name a colour.", "", "Blue.", "Green."),
+               J.judge_prompt("Capital of France?", "Answer in one word.", "Paris", "Lyon is the capital city of "
+                              "France and its largest city by far, on the Rhone."),
+               J.judge_prompt("Say hi.", "", "hi", "hello")]
+    alone = [J.LogProbJudge(loaded, batch_size=1).judge([p])[0] for p in prompts]
+    mixed = J.LogProbJudge(loaded, batch_size=3).judge(prompts)
+    assert [v.label for v in mixed] == [v.label for v in alone]
+    for a, b in zip(alone, mixed):
+        np.testing.assert_allclose(json.loads(a.raw)["option_logprobs"], json.loads(b.raw)["option_logprobs"], atol=2e-3)
+    # the last-position logits the judge keeps are those of the full forward pass
+    judge = J.LogProbJudge(loaded, batch_size=1)
+    ids = loaded.tokenizer(judge.render(prompts[1]), return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        full = torch.log_softmax(loaded.model(**ids).logits[0, -1].float(), dim=-1)[judge.option_ids]
+    np.testing.assert_allclose(full.numpy(), json.loads(alone[1].raw)["option_logprobs"], atol=1e-3)

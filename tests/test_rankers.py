@@ -289,6 +289,26 @@ def test_save_and_reload_give_identical_scores(ranker, tmp_path):
         R.PairRankerModel.from_pretrained(tmp_path / "absent")
 
 
+def test_matrices_saved_by_one_chapter_are_read_back_by_another_without_comparing(ranker, tmp_path, monkeypatch):
+    examples = [{"id": "a", "instruction": QUESTION, "input": "", "candidates": [{"text": t} for t in ("Paris.", "Lyon.")]},
+                {"id": "b", "instruction": QUESTION, "input": "", "candidates": [{"text": t} for t in ("Nice.", "I", "x")]}]
+    computed = R.example_matrices(ranker, examples)
+    R.save_example_matrices(computed, examples, "run/epoch-1", root=tmp_path)
+    def compare_again(*args, **kwargs):
+        raise LookupError("a saved matrix was computed again")
+
+    monkeypatch.setattr(R, "example_matrices", compare_again)
+    read = R.cached_example_matrices(ranker, examples, "run/epoch-1", root=tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(read, computed))
+    with pytest.raises(LookupError, match="computed again"):  # another ranker's id is another file
+        R.cached_example_matrices(ranker, examples, "run/epoch-2", root=tmp_path)
+    with pytest.raises(ValueError, match="3 candidates but its matrix has shape"):
+        R.save_example_matrices([computed[0], computed[0]], examples, "run/epoch-1", root=tmp_path)
+    report = R.TrainReport.__new__(R.TrainReport)
+    report.best_dir, report.best_epoch = str(tmp_path / "abc-123" / "best"), 2
+    assert R.ranker_run_id(report) == "abc-123/epoch-2"
+
+
 # --------------------------------------------------------------------------------------------
 # a tiny real training run (MiniLM), then a resume
 
