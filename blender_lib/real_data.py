@@ -749,6 +749,44 @@ def load_flask(root: str | Path | None = None, models: Sequence[str] | None = No
     return validate_examples(examples)
 
 
+def _instruction_key(text: str) -> str:
+    """An instruction as two datasets are matched on: runs of whitespace collapsed, ends stripped."""
+    return " ".join(text.split())
+
+
+def flask_tags_by_instruction(root: str | Path | None = None) -> dict[str, list[str]]:
+    """FLASK's tags (:func:`flask_tags`) keyed by instruction text (:func:`_instruction_key`); an
+    instruction that FLASK lists twice gets the tags of both."""
+    folder = _dataset_dir(root, "flask")
+    path = _data_file(folder / "evaluation_set", FLASK_SETS["evaluation"], "flask")
+    out: dict[str, list[str]] = {}
+    for record in _records(path):
+        key = _instruction_key(_need(record, "instruction", str))
+        out[key] = list(dict.fromkeys([*out.get(key, []), *flask_tags(record.row)]))
+    return out
+
+
+def with_flask_tags(examples: Sequence[Mapping[str, Any]], root: str | Path | None = None, *,
+                    skipped: list[tuple[str, str]] | None = None) -> list[dict]:
+    """Copies of the examples whose instruction is also a FLASK instruction, with FLASK's skill,
+    domain and difficulty tags after their own tags. FLASK took its Vicuna, Koala and self-instruct
+    prompts from the same sources as AlpacaEval, so 268 of AlpacaEval's 805 instructions match
+    exactly (up to whitespace): those carry GPT-4 verdicts *and* skill tags. Examples with an
+    ``input`` are matched on the instruction alone. The others are left out, each with its reason
+    in ``skipped`` (or one warning)."""
+    by_text = flask_tags_by_instruction(root)
+    out: list[dict] = []
+    found: list[tuple[str, str]] = []
+    for n, ex in enumerate(examples):
+        tags = by_text.get(_instruction_key(str(ex.get("instruction") or "")))
+        if tags is None:
+            found.append((str(ex.get("id", n)), "instruction not in FLASK"))
+            continue
+        out.append({**ex, "tags": list(dict.fromkeys([*(ex.get("tags") or []), *tags]))})
+    _report_skips("with_flask_tags", found, len(examples), skipped)
+    return out
+
+
 def tags_with_prefix(examples: Sequence[Mapping[str, Any]], prefix: str = "skill:") -> list[tuple[str, ...]]:
     """Each example's tags that start with ``prefix`` (FLASK's skills by default), for
     :func:`blender_lib.zooter.enhance_labels`; an example without one is an error naming it."""

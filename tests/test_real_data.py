@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from blender_lib import real_data as R
+from blender_lib import zooter
 from blender_lib.data import DataError, make_example, validate_examples
 
 REF = "ref-model"
@@ -339,6 +340,30 @@ def test_load_flask_hard_joins_outputs_by_instruction(fake_root):
     with pytest.raises(DataError, match="no tag starting with 'task:'"):
         R.tags_with_prefix(examples, "task:")
 
+
+def test_with_flask_tags_matches_instructions_across_datasets(fake_root):
+    examples = [{"id": "a/1", "instruction": "  Prove\n it. ", "tags": ["vicuna"]},
+                {"id": "a/2", "instruction": "Not a FLASK instruction.", "tags": ["koala"]},
+                {"id": "a/3", "instruction": "Rewrite this.", "tags": ["koala", "skill:Readability"]}]
+    skipped: list[tuple[str, str]] = []
+    tagged = R.with_flask_tags(examples, fake_root, skipped=skipped)
+    assert [ex["id"] for ex in tagged] == ["a/1", "a/3"] and skipped == [("a/2", "instruction not in FLASK")]
+    assert tagged[0]["tags"] == ["vicuna", "skill:Logical Correctness", "skill:Factuality", "skill:Comprehension",
+                                 "domain:Math"]  # its own tags first, FLASK's after, none twice
+    assert tagged[1]["tags"][:3] == ["koala", "skill:Readability", "skill:Conciseness"]
+    assert examples[0]["tags"] == ["vicuna"]  # copies: the caller's examples are not changed
+    assert [t[0] for t in zooter.data_tags(tagged, "first")] == ["vicuna", "koala"]
+    with pytest.warns(UserWarning, match="skipped 1 of 3 prompts"):
+        R.with_flask_tags(examples, fake_root)
+
+
+def test_an_instruction_flask_lists_twice_gets_the_tags_of_both(tmp_path):
+    root = write_flask(tmp_path)
+    path = root / "flask" / "evaluation_set" / "flask_evaluation.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    _jsonl(path, rows + [{**rows[0], "idx": 9, "skill": ["Harmlessness"], "domain": ["Culture"]}])
+    tags = R.flask_tags_by_instruction(root)["Rewrite this."]
+    assert tags.count("skill:Readability") == 1 and "skill:Harmlessness" in tags and "domain:Culture" in tags
 
 def test_load_llmbar(fake_root):
     assert R.llmbar_subsets(fake_root) == ["LLMBar__Natural", "Processed__FairEval"]
