@@ -210,6 +210,7 @@ def test_chapter_tables_and_a_later_chapter(results, results_dir):
     write_results(br.REAL_LLMS, {
         "pool": {"model-x": {"win rate %": 40.0}},
         "win_rates_router_subset": {"ZOOTER router": {"win rate %": 55.0}, "model-x": {"win rate %": 40.0}},
+        "win_rates_flask_tags": {"no enhancement (beta 0)": {"win rate %": 50.0}},
         "models": ["model-x", "model-y"],
         "router_config": {"backbone": {"name": "x"}},
         "claims": {"the router beats random": {"holds (estimate)": True, "verdict": "within noise"},
@@ -217,8 +218,10 @@ def test_chapter_tables_and_a_later_chapter(results, results_dir):
     }, results_dir=results_dir)
     loaded = br.load_chapter_results(results_dir=results_dir)
     tables = br.real_llms_tables(loaded)
-    assert list(tables) == ["win_rates_router_subset"] and tables["win_rates_router_subset"].iloc[0, 0] == 55.0
-    assert list(br.real_llms_tables(loaded, keys=("missing",))) == ["pool", "win_rates_router_subset"]  # not configs
+    assert list(tables) == ["win_rates_router_subset", "win_rates_flask_tags"]
+    assert tables["win_rates_router_subset"].iloc[0, 0] == 55.0
+    assert list(br.real_llms_tables(loaded, keys=("missing",))) == ["pool", "win_rates_flask_tags",
+                                                                     "win_rates_router_subset"]  # not configs
     assert len(br.real_llms_tables(loaded, methods_only=False)["win_rates_router_subset"]) == 2
     claims = br.claims_table(loaded)
     assert claims["verdict"].tolist()[-2:] == ["fails", "within noise"]  # results files sort their keys
