@@ -69,7 +69,7 @@ from .models import (LoadedModel, _infer_kind, accepts_logits_to_keep, freeze_lo
                      load_trainable_encoder, resolve_device, resolve_dtype, resolve_model_path)
 from .checks import check_field_types, check_training_settings, config_from_dict
 from .paths import cache_dir
-from .persistence import SavedInFolder, replace_dir
+from .persistence import SavedInFolder, publish_best
 from .rankers import (_accelerator, _check_inputs, _optimizer, _sync_lr, candidate_text_of,
                       metric_table, source_text, warn_skipped_inputs)
 
@@ -1229,10 +1229,7 @@ def _train(model_cls: type[_EncoderBaseline], train_examples: Sequence[Mapping[s
             accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
             return _train_report(state, config, out_dir, done, start_time, len(inputs), skipped)
-    staging = out_dir / ".best.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(out_dir / f"epoch-{state['best_epoch']}" / "model", staging)
-    replace_dir(staging, out_dir / "best")
+    publish_best(out_dir, state["best_epoch"], "model", force=done < config.epochs)
     return _train_report(state, config, out_dir, done, start_time, len(inputs), skipped)
 
 

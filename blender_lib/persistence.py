@@ -20,6 +20,7 @@ from .io import atomic_write_json
 from .models import resolve_device, resolve_dtype
 
 WEIGHTS_FILE = "model.safetensors"
+PUBLISHED_FILE = "published.json"  # in a run's best/: the epoch it holds
 
 
 def replace_dir(staging: Path, target: Path) -> None:
@@ -31,6 +32,24 @@ def replace_dir(staging: Path, target: Path) -> None:
         target.rename(old)
     staging.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_best(out_dir: Path, epoch: int, model_folder: str, *, force: bool = False) -> bool:
+    """Make ``out_dir/best`` a whole copy of ``out_dir/epoch-<epoch>/<model_folder>``, written beside
+    it and swapped in (:func:`replace_dir`), with the epoch recorded in it (``PUBLISHED_FILE``).
+    When ``best`` already holds that epoch this does nothing unless ``force`` (a call that trained),
+    so loading a finished run writes nothing; a publish cut short by a kill is redone. Returns
+    whether it copied."""
+    target = out_dir / "best"
+    marker = target / PUBLISHED_FILE
+    if not force and marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("epoch") == epoch:
+        return False
+    staging = out_dir / ".best.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(out_dir / f"epoch-{epoch}" / model_folder, staging)
+    atomic_write_json(staging / PUBLISHED_FILE, {"epoch": epoch})
+    replace_dir(staging, target)
+    return True
 
 
 def existing_dir(target: Path, meta_file: str, what: str) -> Path:

@@ -47,7 +47,7 @@ from .io import atomic_write_json
 from .judge import ranks_from_scores
 from .models import freeze_lower_layers, load_trainable_encoder
 from .paths import cache_dir
-from .persistence import SavedInFolder, replace_dir
+from .persistence import SavedInFolder, publish_best
 
 SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
 # How the three parts become one input: "joint" = [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP];
@@ -890,13 +890,6 @@ def _record_epoch(accelerator: Any, model: nn.Module, out_dir: Path, state: dict
     accelerator.wait_for_everyone()
 
 
-def _publish_best(out_dir: Path, best_epoch: int) -> None:
-    staging = out_dir / ".best.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(out_dir / f"epoch-{best_epoch}" / "ranker", staging)
-    replace_dir(staging, out_dir / "best")
-
-
 def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                      config: PairRankerConfig, out_dir: str | Path, *, progress: bool = True,
                      resume: bool = True) -> TrainReport:
@@ -946,7 +939,7 @@ def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: 
         if not accelerator.is_main_process:  # only the main process publishes
             return _report(state, out_dir, done, time.perf_counter() - start_time, 0, 0.0, skipped, config,
                            len(sampler))
-    _publish_best(out_dir, state["best_epoch"])
+    publish_best(out_dir, state["best_epoch"], "ranker", force=done < config.epochs)
     trained = state["train_seconds"][done:]
     return _report(state, out_dir, done, time.perf_counter() - start_time, len(sampler) * len(trained), sum(trained),
                    skipped, config, len(sampler))

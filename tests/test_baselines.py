@@ -504,3 +504,21 @@ def test_reward_scorer_picks_the_stand_in_for_a_causal_lm_and_names_an_unknown_m
     assert isinstance(B.reward_scorer("smollm2-135m-instruct"), B.LMRewardScorer)
     with pytest.raises(ValueError, match="unknown reward model 'no-such/reward-model'"):
         B.reward_scorer("no-such/reward-model")
+
+
+def test_publishing_the_best_epoch_copies_once_and_redoes_a_stale_or_cut_publish(tmp_path):
+    from blender_lib import persistence as P
+
+    for epoch in (1, 2):
+        (tmp_path / f"epoch-{epoch}" / "model").mkdir(parents=True)
+        (tmp_path / f"epoch-{epoch}" / "model" / "weights.txt").write_text(f"epoch {epoch}")
+    best = tmp_path / "best"
+    assert P.publish_best(tmp_path, 1, "model") and (best / "weights.txt").read_text() == "epoch 1"
+    written = (best / "weights.txt").stat().st_mtime_ns
+    assert not P.publish_best(tmp_path, 1, "model")  # loading a finished run writes nothing
+    assert (best / "weights.txt").stat().st_mtime_ns == written
+    assert P.publish_best(tmp_path, 1, "model", force=True)  # a call that trained publishes again
+    assert P.publish_best(tmp_path, 2, "model") and (best / "weights.txt").read_text() == "epoch 2"  # stale
+    (best / P.PUBLISHED_FILE).unlink()  # a best/ from before the marker existed, or a cut publish
+    assert P.publish_best(tmp_path, 2, "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "epoch-1", "epoch-2"]  # no staging left

@@ -124,7 +124,7 @@ sys.path.insert(0, sys.argv[1])
 import test_kill_resume as T
 import torch
 torch.set_num_threads(1)
-from blender_lib import baselines as B, zooter as Z
+from blender_lib import baselines as B, persistence as P, zooter as Z
 
 mode, encoder, out, marker = sys.argv[2:6]
 if mode == "mid-epoch":  # a slow disk or a big batch: every batch takes 0.3 s, so the kill lands inside an epoch
@@ -142,7 +142,7 @@ elif mode == "in-checkpoint":  # stop inside the checkpoint of epoch 2, before i
             time.sleep(600)
     Z.RouterModel._write = stuck
 elif mode == "in-publish":  # stop inside the swap of best: the old one moved aside, the new one not yet in
-    replace_dir = B.replace_dir
+    replace_dir = P.replace_dir
     def stuck(staging, target):
         if target.name == "best" and target.exists():
             old = target.with_name(".best.old")
@@ -151,7 +151,7 @@ elif mode == "in-publish":  # stop inside the swap of best: the old one moved as
             Path(marker).write_text("in publish")
             time.sleep(600)
         replace_dir(staging, target)
-    B.replace_dir = stuck
+    P.replace_dir = stuck
     T.train(encoder, out, 2)  # a finished 2-epoch run with its best published ...
 report = T.train(encoder, out, 3)  # ... or a fresh one; asked for 3 epochs
 print(json.dumps({"done": report.epochs_completed}))
