@@ -27,7 +27,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -158,22 +157,13 @@ def run_measured(command: list[str], *, env: dict[str, str] | None = None, echo:
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "output_tail": tail}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info() -> dict[str, Any]:
     import torch
 
     from blender_lib.runner import environment_versions
 
-    info: dict[str, Any] = {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+    env = environment_versions()
+    info: dict[str, Any] = {"cpu_model": env["cpu"], "cpu_capability": env["cpu_capability"], "cpu_count": os.cpu_count(),
                             "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                             "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     try:
@@ -189,7 +179,6 @@ def machine_info() -> dict[str, Any]:
                        "peak_bf16_dense_tflops": peak_bf16_tflops(torch.cuda.get_device_name(0))}
     else:
         info["gpu"] = None
-    env = environment_versions()
     info.update({k: env[k] for k in ("python", "platform", "git_commit", "packages")})
     return info
 
@@ -471,6 +460,8 @@ def worker_pairranker_device(s: dict[str, Any]) -> dict[str, Any]:
     padded_mfu = mfu(info["non_embedding_parameters"], training["padded_tokens"] / training["seconds"],
                      peak_bf16_tflops(name))
     flops["mfu_counting_padding"] = None if padded_mfu is None else round(padded_mfu, 5)
+    from blender_lib.runner import cpu_model
+
     return {"device": device, "device_name": name or cpu_model(), "info": info, "inference": inference,
             "training": training, "training_flops": flops, "losses_finite": all(r["finite_losses"] for r in train),
             "cuda_max_memory_allocated_mib": cuda_peak(), "settings": inputs["settings"]}

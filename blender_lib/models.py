@@ -305,8 +305,6 @@ def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     (``logits_to_keep``): scoring and judging need a few positions, and the LM head over every
     prompt position is a large share of the work (a 49k-token vocabulary for SmolLM2). A peft
     wrapper is looked through."""
-    import inspect
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 

@@ -264,6 +264,17 @@ def plan_run(
     return RunPlan(chapters=runs, out_dir=out_dir, inplace=inplace)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment_versions() -> dict[str, Any]:
     """Versions and hardware a run was made with (recorded beside its outputs)."""
     import importlib.metadata as md
@@ -290,6 +301,10 @@ def environment_versions() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # The vector instructions torch's CPU kernels use (e.g. AVX2, AVX512): they change floating-point
+        # rounding, so trained numbers can differ in their last digits from one CPU to another.
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "git_commit": commit,
         "packages": versions,
