@@ -107,7 +107,8 @@ def _how_to_get(*datasets: str) -> str:
     names = datasets or tuple(HOW_TO_GET)
     sources = "\n  ".join(HOW_TO_GET[name] for name in names)
     return (f"Pass the folder explicitly or set ${SHARED_DATA_ENV_VAR} to a folder laid out like ../shared/data "
-            f"(alpaca_eval/, mt_bench/, flask/, llmbar/). The data is public:\n  {sources}")
+            f"(alpaca_eval/, mt_bench/, flask/, llmbar/). Online, blender_lib.real_data_fetch.fetch_public_data"
+            f"(folder) downloads it into such a folder (HF_DATASETS_OFFLINE unset). The data is public:\n  {sources}")
 
 
 # --------------------------------------------------------------------------------------------

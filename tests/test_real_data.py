@@ -143,7 +143,7 @@ def test_data_root_explicit_env_and_missing(tmp_path, monkeypatch, fake_root):
 
 def test_missing_dataset_folder_and_file_say_how_to_get_them(tmp_path):
     root = write_llmbar(tmp_path)
-    with pytest.raises(R.RealDataNotFound, match="(?s)alpaca_eval is missing.*tatsu-lab/alpaca_eval"):
+    with pytest.raises(R.RealDataNotFound, match="(?s)alpaca_eval is missing.*fetch_public_data.*tatsu-lab/alpaca_eval"):
         R.load_alpaca_eval(root)
     (root / "alpaca_eval").mkdir()
     with pytest.raises(R.RealDataNotFound, match="model_outputs_wide_57models.jsonl is missing"):

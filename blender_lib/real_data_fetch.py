@@ -1,0 +1,229 @@
+"""Download the public data chapter 6 reads, from where its authors publish it, into a folder laid
+out as :mod:`blender_lib.real_data` reads it (the layout of the project's ``../shared/data``).
+
+``fetch_public_data(folder)`` once, online; then ``real_data.load_*(folder)`` or the chapter's
+``data_root`` parameter. The files come from GitHub (tatsu-lab/alpaca_eval, kaistAI/FLASK,
+princeton-nlp/LLMBar, lm-sys/FastChat) and from the Hugging Face space that hosts MT-Bench's model
+answers, through the ``datasets`` library's download manager (its cache, its retries, its offline
+switch ``HF_DATASETS_OFFLINE``). FLASK, LLMBar and MT-Bench files are stored as published (LLMBar
+under flat names); AlpacaEval's per-model files are joined into the two files the loader reads:
+one row per instruction with every model's output, and one compact row per GPT-4 judgment.
+
+Nothing here runs at import or in the default profile; the book never writes this data into the
+repository.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .io import atomic_write_text
+from .real_data import ALPACA_ANNOTATIONS_FILE, ALPACA_ANNOTATOR, ALPACA_WIDE_FILE, FLASK_SETS
+
+GITHUB_RAW = "https://raw.githubusercontent.com"
+# Where each dataset lives: a base URL (or a local folder laid out like the upstream repository).
+SOURCES: dict[str, str] = {
+    "alpaca_eval": f"{GITHUB_RAW}/tatsu-lab/alpaca_eval/main",
+    "flask": f"{GITHUB_RAW}/kaistAI/FLASK/main",
+    "llmbar": f"{GITHUB_RAW}/princeton-nlp/LLMBar/main",
+    "mt_bench": f"{GITHUB_RAW}/lm-sys/FastChat/main/fastchat/llm_judge/data/mt_bench",
+    # FastChat's own download script takes the pregenerated answers from this space.
+    "mt_bench_answers": "https://huggingface.co/spaces/lmsys/mt-bench/resolve/main/data/mt_bench/model_answer",
+}
+ALPACA_REFERENCE = "text_davinci_003"  # AlpacaEval 1's reference, the one alpaca_eval_gpt4 judged against
+# The ten models of chapter 6's stored pool: what the chapter needs, about 30 MB.
+BOOK_ALPACA_MODELS = ("claude", "cohere", "tulu-2-dpo-7b", "guanaco-65b", "llama-2-7b-chat-hf", "vicuna-13b",
+                      "oasst-rlhf-llama-33b", "falcon-40b-instruct", "alpaca-farm-ppo-human", "alpaca-7b")
+FLASK_MODELS = ("alpaca_13b", "bard", "chatgpt", "claude_v1", "davinci_003", "gpt4", "llama2_chat_13b",
+                "llama2_chat_70b", "tulu_13b", "tulu_30b", "tulu_65b", "tulu_7b", "vicuna_13b", "vicuna_33b",
+                "wizardlm_13b")
+MT_BENCH_MODELS = ("gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b", "llama-13b")
+# LLMBar's flat file names (as real_data.llmbar_subsets lists them) and their folders upstream.
+LLMBAR_SUBSETS: dict[str, str] = {
+    "LLMBar__Natural": "LLMBar/Natural",
+    "LLMBar__Adversarial__Neighbor": "LLMBar/Adversarial/Neighbor",
+    "LLMBar__Adversarial__GPTInst": "LLMBar/Adversarial/GPTInst",
+    "LLMBar__Adversarial__GPTOut": "LLMBar/Adversarial/GPTOut",
+    "LLMBar__Adversarial__Manual": "LLMBar/Adversarial/Manual",
+    "Processed__MT-Bench": "Processed/MT-Bench",
+    "Processed__FairEval": "Processed/FairEval",
+    "Processed__LLMEval2": "Processed/LLMEval^2",
+}
+DATASETS = ("alpaca_eval", "flask", "llmbar", "mt_bench")
+
+Downloader = Callable[[list[str]], list[str]]  # URLs (or local paths) -> local files, same order
+
+
+def datasets_downloader() -> Downloader:
+    """The ``datasets`` library's download manager: cached, retried, and refused when
+    ``HF_DATASETS_OFFLINE=1`` (unset it, or pass ``HF_DATASETS_OFFLINE=0``, to download)."""
+    from datasets import DownloadManager
+
+    manager = DownloadManager()
+
+    def download(urls: list[str]) -> list[str]:
+        return [str(p) for p in manager.download(list(urls))]
+
+    return download
+
+
+def _url(base: str, path: str) -> str:
+    return f"{base.rstrip('/')}/{quote(path)}" if "://" in base else str(Path(base) / path)
+
+
+def _fetch(base: str, paths: Sequence[str], download: Downloader, what: str) -> list[Path]:
+    urls = [_url(base, p) for p in paths]
+    try:
+        return [Path(p) for p in download(urls)]
+    except Exception as err:  # network, HTTP 404, offline mode: say which dataset and where
+        raise RuntimeError(f"could not download {what} from {base} ({len(urls)} files, e.g. {urls[0]}): "
+                           f"{type(err).__name__}: {err}") from err
+
+
+def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _json_rows(path: Path, what: str) -> list[dict]:
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{what} ({path}) is not a JSON list of objects")
+    return rows
+
+
+def _need_text(row: Mapping[str, Any], key: str, what: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: a row has no text field {key!r} (fields: {sorted(row)})")
+    return value
+
+
+def fetch_alpaca_eval(dest: str | Path, models: Sequence[str] = BOOK_ALPACA_MODELS, *,
+                      annotator: str = ALPACA_ANNOTATOR, reference: str = ALPACA_REFERENCE,
+                      leaderboard_dir: str | None = "data_AlpacaEval", source: str = SOURCES["alpaca_eval"],
+                      download: Downloader | None = None) -> dict[str, int]:
+    """AlpacaEval's outputs and one annotator's judgments for ``models``, joined into
+    ``dest/alpaca_eval/`` (the wide outputs file and the compact annotations file), with the
+    annotator's published leaderboard (``src/alpaca_eval/leaderboards/<leaderboard_dir>/``; None: none).
+
+    Upstream each model has ``results/<model>/model_outputs.json`` and
+    ``results/<model>/<annotator>/annotations.json``; the reference model's outputs give the
+    instructions, their order (the prompt ids) and their source dataset. Outputs and judgments are
+    matched to prompts by exact instruction text; what does not match is counted, not guessed.
+    Returns the counts."""
+    if not models:
+        raise ValueError("name at least one AlpacaEval model to fetch")
+    if reference in models:
+        raise ValueError(f"{reference!r} is the reference: it is fetched anyway, leave it out of models")
+    download = download or datasets_downloader()
+    out_paths = _fetch(source, [f"results/{m}/model_outputs.json" for m in (reference, *models)], download,
+                       "AlpacaEval model outputs")
+    ann_paths = _fetch(source, [f"results/{m}/{annotator}/annotations.json" for m in models], download,
+                       f"AlpacaEval {annotator} annotations")
+    outputs = {m: _json_rows(p, f"{m}'s AlpacaEval outputs") for m, p in zip((reference, *models), out_paths)}
+    prompts = [(_need_text(r, "instruction", reference), r.get("dataset") or "") for r in outputs[reference]]
+    ids = {instruction: n for n, (instruction, _) in enumerate(prompts)}
+    wide = [{"id": n, "instruction": instruction, "dataset": dataset, "outputs": {}}
+            for n, (instruction, dataset) in enumerate(prompts)]
+    counts = {"prompts": len(wide), "unmatched_outputs": 0, "judgments": 0, "unmatched_judgments": 0}
+    for model, rows in outputs.items():
+        for row in rows:
+            n = ids.get(_need_text(row, "instruction", model))
+            if n is None:
+                counts["unmatched_outputs"] += 1
+            else:
+                wide[n]["outputs"][model] = row.get("output")
+    compact = []
+    for model, path in zip(models, ann_paths):
+        for row in _json_rows(path, f"{model}'s {annotator} annotations"):
+            n = ids.get(_need_text(row, "instruction", f"{model}'s annotations"))
+            if n is None:
+                counts["unmatched_judgments"] += 1
+                continue
+            compact.append({"id": n, "annotator_config": annotator, "annotator": row.get("annotator", annotator),
+                            "generator_1": row.get("generator_1"), "generator_2": row.get("generator_2"),
+                            "preference": row.get("preference"), "file_model": model})
+    counts["judgments"] = len(compact)
+    folder = Path(dest) / "alpaca_eval"
+    _write_jsonl(folder / ALPACA_WIDE_FILE, wide)
+    _write_jsonl(folder / ALPACA_ANNOTATIONS_FILE, compact)
+    if leaderboard_dir:
+        name = f"{annotator}_leaderboard.csv"
+        [board] = _fetch(source, [f"src/alpaca_eval/leaderboards/{leaderboard_dir}/{name}"], download,
+                         "the AlpacaEval leaderboard")
+        _copy(board, folder / "leaderboards" / f"{leaderboard_dir}__{name}")
+    return counts
+
+
+def _copy(path: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, path.read_text(encoding="utf-8"))
+
+
+def fetch_flask(dest: str | Path, models: Sequence[str] = FLASK_MODELS, *, source: str = SOURCES["flask"],
+                download: Downloader | None = None) -> dict[str, int]:
+    """FLASK's evaluation sets and the chosen models' outputs, as published, into ``dest/flask/``."""
+    download = download or datasets_downloader()
+    sets = [f"evaluation_set/{name}" for name in FLASK_SETS.values()]
+    answers = [f"model_output/outputs/{m}.jsonl" for m in models]
+    paths = _fetch(source, [*sets, *answers], download, "FLASK")
+    for relative, path in zip([*sets, *answers], paths):
+        _copy(path, Path(dest) / "flask" / relative)
+    return {"files": len(paths), "models": len(models)}
+
+
+def fetch_llmbar(dest: str | Path, subsets: Sequence[str] = tuple(LLMBAR_SUBSETS), *,
+                 source: str = SOURCES["llmbar"], download: Downloader | None = None) -> dict[str, int]:
+    """LLMBar's gold-labelled pair sets into ``dest/llmbar/<subset>.json`` (flat names, e.g.
+    ``LLMBar__Natural``; upstream ``Dataset/LLMBar/Natural/dataset.json``)."""
+    unknown = [s for s in subsets if s not in LLMBAR_SUBSETS]
+    if unknown:
+        raise ValueError(f"unknown LLMBar subsets {unknown}; known: {list(LLMBAR_SUBSETS)}")
+    download = download or datasets_downloader()
+    paths = _fetch(source, [f"Dataset/{LLMBAR_SUBSETS[s]}/dataset.json" for s in subsets], download, "LLMBar")
+    for subset, path in zip(subsets, paths):
+        _copy(path, Path(dest) / "llmbar" / f"{subset}.json")
+    return {"subsets": len(paths)}
+
+
+def fetch_mt_bench(dest: str | Path, models: Sequence[str] = MT_BENCH_MODELS, *, source: str = SOURCES["mt_bench"],
+                   answers_source: str = SOURCES["mt_bench_answers"],
+                   download: Downloader | None = None) -> dict[str, int]:
+    """MT-Bench's questions and GPT-4 reference answers (FastChat) and the chosen models'
+    pregenerated answers (the lmsys/mt-bench space) into ``dest/mt_bench/``."""
+    download = download or datasets_downloader()
+    files = ["question.jsonl", "reference_answer/gpt-4.jsonl"]
+    for relative, path in zip(files, _fetch(source, files, download, "MT-Bench questions")):
+        _copy(path, Path(dest) / "mt_bench" / relative)
+    answers = _fetch(answers_source, [f"{m}.jsonl" for m in models], download, "MT-Bench model answers")
+    for model, path in zip(models, answers):
+        _copy(path, Path(dest) / "mt_bench" / "model_answer" / f"{model}.jsonl")
+    return {"models": len(models)}
+
+
+def fetch_public_data(dest: str | Path, datasets: Sequence[str] = DATASETS, *,
+                      sources: Mapping[str, str] | None = None, download: Downloader | None = None) -> Path:
+    """Everything chapter 6 reads (its AlpacaEval pool, FLASK, LLMBar, MT-Bench) into ``dest``, with
+    each dataset's default models; returns ``dest``, ready for ``real_data.data_root(dest)`` or the
+    chapter's ``data_root`` parameter. ``sources`` overrides a dataset's base URL (a mirror, or a
+    local folder laid out like the upstream repository)."""
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown datasets {unknown}; known: {list(DATASETS)}")
+    where = {**SOURCES, **(sources or {})}
+    download = download or datasets_downloader()
+    steps: dict[str, Callable[[], Any]] = {
+        "alpaca_eval": lambda: fetch_alpaca_eval(dest, source=where["alpaca_eval"], download=download),
+        "flask": lambda: fetch_flask(dest, source=where["flask"], download=download),
+        "llmbar": lambda: fetch_llmbar(dest, source=where["llmbar"], download=download),
+        "mt_bench": lambda: fetch_mt_bench(dest, source=where["mt_bench"], answers_source=where["mt_bench_answers"],
+                                           download=download),
+    }
+    for name in datasets:
+        steps[name]()
+    return Path(dest)
