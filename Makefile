@@ -44,8 +44,8 @@ unit: setup
 nbval: setup
 	$(BIN)/pytest notebooks
 
-# Every benchmark, one at a time (9 min measured on 2 CPU cores with a warm cache, building
-# llm-blender's venv included): benchmarks/results.json and results.md.
+# Every benchmark, one at a time (7.5 min measured on 2 CPU cores with a warm cache, plus 44 s the
+# first time to build llm-blender's venv): benchmarks/results.json and results.md.
 # Options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --skip-chapters".
 bench: setup
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
