@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from .io import atomic_write_json, atomic_write_text
 from .paths import DATA_DIR
 
@@ -169,6 +171,19 @@ def validate_examples(examples: Iterable[Any]) -> list[dict]:
             raise DataError(f"duplicate example id {ex['id']!r}")
         seen.add(ex["id"])
     return checked
+
+
+def seeded_rows(n_total: int, k: int | None, seed: int = 0) -> list[int]:
+    """``k`` row indices of ``n_total`` drawn without replacement with a seeded NumPy generator, in
+    increasing order: a fixed subset of a split (training inputs, judged examples, controls). None,
+    or a ``k`` of at least ``n_total``, keeps every row."""
+    if isinstance(n_total, bool) or not isinstance(n_total, int) or n_total < 0:
+        raise ValueError(f"n_total must be a non-negative integer, got {n_total!r}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+    if k is None or k >= n_total:
+        return list(range(n_total))
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(n_total, size=k, replace=False))
 
 
 def make_example(

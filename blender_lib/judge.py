@@ -183,18 +183,18 @@ class LogProbJudge:
         """Verdicts in the order of ``prompts``. Batches hold prompts of similar length (less
         padding), and only the last position's logits are computed where the model allows it."""
         tok, model = self.loaded.tokenizer, self.loaded.model
-        texts = [self.render(p) for p in prompts]
-        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        encoded = tok([self.render(p) for p in prompts], add_special_tokens=False)["input_ids"]
+        lengths = [len(ids) for ids in encoded]
         longest = max(lengths, default=0)
         if self.context is not None and longest > self.context:
             raise JudgeError(f"a judge prompt of {longest} tokens is too long for the context of {self.context} "
                              f"tokens of {self.loaded.name!r}: shorten the candidates")
         trim = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
-        order = sorted(range(len(texts)), key=lambda k: lengths[k])
-        verdicts: list[Verdict | None] = [None] * len(texts)
+        order = sorted(range(len(encoded)), key=lambda k: lengths[k])
+        verdicts: list[Verdict | None] = [None] * len(encoded)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            batch = tok([texts[k] for k in rows], return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = tok.pad({"input_ids": [encoded[k] for k in rows]}, return_tensors="pt")
             mask = batch["attention_mask"]
             logits = model(input_ids=batch["input_ids"].to(self.loaded.device), attention_mask=mask.to(self.loaded.device),
                            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(self.loaded.device),

@@ -70,7 +70,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .data import DataError, Record, make_example, read_records, validate_examples
+from .data import DataError, Record, make_example, read_records, seeded_rows, validate_examples
 
 if TYPE_CHECKING:  # only for annotations: rankers imports torch
     from .rankers import PairLogits
@@ -975,12 +975,7 @@ def _example_rng(seed: int, ex_id: Any) -> np.random.Generator:
 def prompt_subset(examples: Sequence[Mapping[str, Any]], n: int | None, seed: int = 0) -> list[dict]:
     """``n`` examples drawn without replacement (seeded), kept in their original order; None, or an
     ``n`` at least the number of examples, keeps them all."""
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be a positive integer or None, got {n!r}")
-    if n is None or n >= len(examples):
-        return list(examples)  # type: ignore[arg-type]
-    chosen = np.sort(np.random.default_rng(seed).choice(len(examples), size=n, replace=False))
-    return [examples[int(k)] for k in chosen]  # type: ignore[misc]
+    return [examples[k] for k in seeded_rows(len(examples), n, seed)]  # type: ignore[misc]
 
 
 def assign_folds(examples: Sequence[Mapping[str, Any]], folds: int, seed: int = 0) -> dict[str, int]:

@@ -508,3 +508,14 @@ def test_to_dataframe_has_one_row_per_candidate(make_example) -> None:
     assert (first["id"], first["model"], first["bleu"], first["rougeL"]) == ("t1", "model-a", 10.0, 0.25)
     assert first["text_words"] == 3 and first["text_chars"] == len("Answer from model-a.")
     assert list(data.to_dataframe([])).count("model") == 1
+
+
+def test_seeded_rows_are_a_fixed_sorted_subset_or_everything():
+    from blender_lib.data import seeded_rows
+
+    rows = seeded_rows(10, 4, seed=3)
+    assert rows == sorted(rows) and len(set(rows)) == 4 and rows == seeded_rows(10, 4, seed=3)
+    assert rows != seeded_rows(10, 4, seed=4)
+    assert seeded_rows(5, None) == seeded_rows(5, 5) == seeded_rows(5, 9) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="k must be a positive integer or None"):
+        seeded_rows(5, 0)
