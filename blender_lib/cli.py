@@ -1,4 +1,5 @@
-"""Command line: ``blender-book run [CHAPTERS] --params FILE -p key=value --out runs/NAME``."""
+"""Command line: ``blender-book run [CHAPTERS] --params FILE -p key=value --out runs/NAME``,
+``blender-book chapters`` and ``blender-book fetch-data``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .runner import RunnerError, execute_plan, list_chapters, load_parameter_files, parse_override, plan_run, select_chapters
+from .runner import KEPT, RunnerError, execute_plan, list_chapters, load_parameter_files, parse_override, plan_run, select_chapters
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +25,73 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
 
     sub.add_parser("chapters", help="list the chapters and the parameters each declares")
+
+    fetch = sub.add_parser("fetch-data", help="download the public real data chapter 6 reads (resumable, verified)")
+    fetch.add_argument("--dest", type=Path, help="target folder (default: <cache>/public-data, where chapter 6 finds it)")
+    fetch.add_argument("--dataset", action="append", default=[], metavar="NAME",
+                       help="alpaca_eval, flask, llmbar or mt_bench (repeatable; default: all four)")
+    fetch.add_argument("--source", action="append", default=[], metavar="NAME=BASE",
+                       help="another base URL or a local folder laid out like the upstream repository")
+    fetch.add_argument("--if-online", action="store_true",
+                       help="do nothing (exit 0) when real data is already found or the network is unreachable")
+    fetch.add_argument("--force", action="store_true", help="download and write everything anew")
     return parser
+
+
+def fetch_data(args: argparse.Namespace) -> int:
+    """``blender-book fetch-data``: download, or say in one line why nothing was downloaded."""
+    import os
+
+    from .paths import fetched_data_dir
+
+    # Asking to fetch is asking to go online: lift the offline switches `make` sets, for this process only
+    # (read by `datasets` and `huggingface_hub` when they are imported, below).
+    os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "0"
+    from . import real_data_fetch as fetch
+    from .real_data import find_data_root
+
+    dest = args.dest or fetched_data_dir()
+    datasets = args.dataset or list(fetch.DATASETS)
+    sources = dict(parse_source(text) for text in args.source)
+    found = find_data_root()
+    if args.if_online and found is not None and found != dest:
+        print(f"[fetch-data] real data found at {found}: nothing to fetch")
+        return 0
+    if not args.force and set(datasets) <= set(fetch.complete_datasets(dest)):
+        print(f"[fetch-data] {', '.join(datasets)} already in {dest}, sizes and checksums verified")
+        return 0
+    probe = sources.get(datasets[0], fetch.SOURCES[datasets[0]])
+    if args.if_online and not fetch.reachable(probe):
+        print(f"[fetch-data] offline ({probe} is unreachable): chapter 6 keeps its stored outputs. Where there is "
+              f"a network, run `.venv/bin/blender-book fetch-data`, or set $BLENDER_BOOK_SHARED_DATA")
+        return 0
+    print(f"[fetch-data] {', '.join(datasets)} into {dest}", flush=True)
+    try:
+        fetch.fetch_public_data(dest, datasets, sources=sources, force=args.force,
+                                progress=lambda line: print(f"[fetch-data] {line}", flush=True))
+        fetch.verify_fetched(dest, datasets)
+    except (fetch.IncompleteDownload, RuntimeError, ValueError, OSError) as err:
+        print(f"blender-book: error: {err}", file=sys.stderr)
+        print("[fetch-data] what finished is kept: the same command resumes from there", file=sys.stderr)
+        return 2
+    print(f"[fetch-data] done: {dest} (chapter 6 reads it when ../shared/data and $BLENDER_BOOK_SHARED_DATA are absent)")
+    return 0
+
+
+def parse_source(text: str) -> tuple[str, str]:
+    """``NAME=BASE`` of ``--source``."""
+    from .real_data_fetch import SOURCES
+
+    name, sep, base = text.partition("=")
+    if not sep or name not in SOURCES or not base:
+        raise SystemExit(f"blender-book: error: --source must be NAME=BASE with NAME one of {sorted(SOURCES)}, got {text!r}")
+    return name, base
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "fetch-data":
+        return fetch_data(args)
     try:
         if args.command == "chapters":
             from .runner import declared_parameters
@@ -55,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"blender-book: error: {err}", file=sys.stderr)
         return 2
     total = sum(r.seconds or 0.0 for r in plan.chapters)
-    print(f"[blender-book] {len(plan.chapters)} chapter(s) done in {total:.1f} s")
+    kept = [r.stem for r in plan.chapters if r.status == KEPT]
+    ran = len(plan.chapters) - len(kept)
+    print(f"[blender-book] {ran} chapter(s) done in {total:.1f} s"
+          + (f"; {len(kept)} {KEPT}: {', '.join(kept)}" if kept else ""))
     return 0
 
 

@@ -31,6 +31,14 @@ def cache_dir() -> Path:
     return root
 
 
+FETCH_MANIFEST = "MANIFEST.json"  # written by real_data_fetch once a dataset is complete
+
+
+def fetched_data_dir() -> Path:
+    """Where ``blender-book fetch-data`` puts the public real data: ``<cache>/public-data``."""
+    return cache_dir() / "public-data"
+
+
 def shared_data_dir() -> Path | None:
     """The read-only real-data folder (``$BLENDER_BOOK_SHARED_DATA`` or ``../shared/data``), if present."""
     configured = os.environ.get("BLENDER_BOOK_SHARED_DATA")

@@ -103,20 +103,38 @@ class RealDataNotFound(FileNotFoundError):
     """The real-data folder (or a file in it) is absent; the message says where to get the data."""
 
 
+FETCH_COMMAND = ".venv/bin/blender-book fetch-data"
+
+
 def _how_to_get(*datasets: str) -> str:
     names = datasets or tuple(HOW_TO_GET)
     sources = "\n  ".join(HOW_TO_GET[name] for name in names)
-    return (f"Pass the folder explicitly or set ${SHARED_DATA_ENV_VAR} to a folder laid out like ../shared/data "
-            f"(alpaca_eval/, mt_bench/, flask/, llmbar/). Online, blender_lib.real_data_fetch.fetch_public_data"
-            f"(folder) downloads it into such a folder (HF_DATASETS_OFFLINE unset). The data is public:\n  {sources}")
+    return (f"Where there is a network, `{FETCH_COMMAND}` downloads it into {paths.fetched_data_dir()} (found "
+            f"there from then on); or set ${SHARED_DATA_ENV_VAR} (or the chapter's data_root parameter) to a folder "
+            f"laid out like ../shared/data (alpaca_eval/, mt_bench/, flask/, llmbar/). The data is public:\n  {sources}")
 
 
 # --------------------------------------------------------------------------------------------
 # where the data lives, and reading it once
 
 
+def find_data_root() -> Path | None:
+    """The real-data folder found without being named: ``$BLENDER_BOOK_SHARED_DATA`` (None when it is not a
+    folder), else ``../shared/data``, else what ``blender-book fetch-data`` downloaded into the user cache."""
+    configured = os.environ.get(SHARED_DATA_ENV_VAR)
+    if configured:
+        folder = Path(configured).expanduser()
+        return folder if folder.is_dir() else None
+    shared = paths.shared_data_dir()
+    if shared is not None:
+        return shared
+    fetched = paths.fetched_data_dir()
+    return fetched if (fetched / paths.FETCH_MANIFEST).is_file() else None
+
+
 def data_root(path: str | Path | None = None) -> Path:
-    """The real-data folder: ``path`` if given, else ``$BLENDER_BOOK_SHARED_DATA``, else ``../shared/data``.
+    """The real-data folder: ``path`` if given, else ``$BLENDER_BOOK_SHARED_DATA``, else ``../shared/data``,
+    else the copy ``blender-book fetch-data`` downloaded (:func:`find_data_root`).
 
     A folder that was asked for but does not exist is an error rather than a fallback, so a typo in a
     parameter never silently reads other data.
@@ -127,15 +145,12 @@ def data_root(path: str | Path | None = None) -> Path:
             raise RealDataNotFound(f"real-data folder not found: {folder}. {_how_to_get()}")
         return folder
     configured = os.environ.get(SHARED_DATA_ENV_VAR)
-    if configured:
-        folder = Path(configured).expanduser()
-        if not folder.is_dir():
-            raise RealDataNotFound(f"${SHARED_DATA_ENV_VAR}={configured} is not a folder. {_how_to_get()}")
-        return folder
-    folder = paths.shared_data_dir()
+    folder = find_data_root()
+    if folder is None and configured:
+        raise RealDataNotFound(f"${SHARED_DATA_ENV_VAR}={configured} is not a folder. {_how_to_get()}")
     if folder is None:
-        raise RealDataNotFound(f"no real-data folder: ../shared/data is absent and ${SHARED_DATA_ENV_VAR} is unset. "
-                               f"{_how_to_get()}")
+        raise RealDataNotFound(f"no real-data folder: ../shared/data is absent, ${SHARED_DATA_ENV_VAR} is unset and "
+                               f"nothing was fetched. {_how_to_get()}")
     return folder
 
 

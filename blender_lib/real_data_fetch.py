@@ -9,19 +9,30 @@ switch ``HF_DATASETS_OFFLINE``). FLASK, LLMBar and MT-Bench files are stored as 
 under flat names); AlpacaEval's per-model files are joined into the two files the loader reads:
 one row per instruction with every model's output, and one compact row per GPT-4 judgment.
 
+A fetch is resumable and checked: every finished dataset is recorded in ``MANIFEST.json`` with
+the size and SHA-256 of each file it wrote, so a second run skips what is complete and verified,
+and :func:`verify_fetched` tells a complete copy from a partial one (an interrupted download, a
+truncated or edited file). A downloaded JSON file that does not parse is reported as a partial
+download, never written. ``blender-book fetch-data`` runs all of this into the user cache
+(:func:`blender_lib.paths.fetched_data_dir`), where :func:`blender_lib.real_data.data_root` finds it.
+
 Nothing here runs at import or in the default profile; the book never writes this data into the
 repository.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from .io import atomic_write_text
+from .io import atomic_write_json, atomic_write_text
+from .paths import FETCH_MANIFEST
 from .real_data import ALPACA_ANNOTATIONS_FILE, ALPACA_ANNOTATOR, ALPACA_WIDE_FILE, FLASK_SETS
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
@@ -54,16 +65,23 @@ LLMBAR_SUBSETS: dict[str, str] = {
     "Processed__LLMEval2": "Processed/LLMEval^2",
 }
 DATASETS = ("alpaca_eval", "flask", "llmbar", "mt_bench")
+MANIFEST_FILE = FETCH_MANIFEST
+MANIFEST_FORMAT = 1
+
+
+class IncompleteDownload(RuntimeError):
+    """A fetched folder that is partial or altered; the message names each bad file and the fix."""
 
 Downloader = Callable[[list[str]], list[str]]  # URLs (or local paths) -> local files, same order
 
 
-def datasets_downloader() -> Downloader:
-    """The ``datasets`` library's download manager: cached, retried, and refused when
-    ``HF_DATASETS_OFFLINE=1`` (unset it, or pass ``HF_DATASETS_OFFLINE=0``, to download)."""
-    from datasets import DownloadManager
+def datasets_downloader(*, force: bool = False) -> Downloader:
+    """The ``datasets`` library's download manager: cached, retried, resumed after an interruption,
+    and refused when ``HF_DATASETS_OFFLINE=1`` (``blender-book fetch-data`` lifts that for its own
+    process). ``force`` downloads every file anew instead of reusing the cache."""
+    from datasets import DownloadConfig, DownloadManager
 
-    manager = DownloadManager()
+    manager = DownloadManager(download_config=DownloadConfig(force_download=force, max_retries=3))
 
     def download(urls: list[str]) -> list[str]:
         return [str(p) for p in manager.download(list(urls))]
@@ -89,8 +107,16 @@ def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def _parsed_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IncompleteDownload(f"{what} ({path}) is not valid JSON ({err}): a partial or failed download. "
+                                 f"Run `blender-book fetch-data` again to download it anew.") from err
+
+
 def _json_rows(path: Path, what: str) -> list[dict]:
-    rows = json.loads(path.read_text(encoding="utf-8"))
+    rows = _parsed_json(path, what)
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"{what} ({path}) is not a JSON list of objects")
     return rows
@@ -161,8 +187,22 @@ def fetch_alpaca_eval(dest: str | Path, models: Sequence[str] = BOOK_ALPACA_MODE
 
 
 def _copy(path: Path, target: Path) -> None:
+    """Copy a downloaded file into place once it parses: a truncated JSON or JSONL file is a partial
+    download, reported, never written."""
+    text = path.read_text(encoding="utf-8")
+    if target.suffix == ".json":
+        _parsed_json(path, target.name)
+    elif target.suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as err:
+                raise IncompleteDownload(f"{target.name} ({path}): line {number} is not valid JSON ({err}): a partial "
+                                         f"or failed download. Run `blender-book fetch-data` again.") from err
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, path.read_text(encoding="utf-8"))
+    atomic_write_text(target, text)
 
 
 def fetch_flask(dest: str | Path, models: Sequence[str] = FLASK_MODELS, *, source: str = SOURCES["flask"],
@@ -207,16 +247,24 @@ def fetch_mt_bench(dest: str | Path, models: Sequence[str] = MT_BENCH_MODELS, *,
 
 
 def fetch_public_data(dest: str | Path, datasets: Sequence[str] = DATASETS, *,
-                      sources: Mapping[str, str] | None = None, download: Downloader | None = None) -> Path:
+                      sources: Mapping[str, str] | None = None, download: Downloader | None = None,
+                      progress: Callable[[str], None] | None = None, force: bool = False) -> Path:
     """Everything chapter 6 reads (its AlpacaEval pool, FLASK, LLMBar, MT-Bench) into ``dest``, with
     each dataset's default models; returns ``dest``, ready for ``real_data.data_root(dest)`` or the
     chapter's ``data_root`` parameter. ``sources`` overrides a dataset's base URL (a mirror, or a
-    local folder laid out like the upstream repository)."""
+    local folder laid out like the upstream repository).
+
+    Resumable: a dataset already recorded in ``dest/MANIFEST.json`` whose files still match their
+    sizes and checksums is skipped; each dataset is recorded only once all its files are written, so
+    an interrupted fetch redoes at most the dataset it was in (the download manager's cache keeps the
+    files it had already downloaded). ``progress`` receives one line per dataset; ``force`` fetches
+    every dataset anew, downloads included."""
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise ValueError(f"unknown datasets {unknown}; known: {list(DATASETS)}")
     where = {**SOURCES, **(sources or {})}
-    download = download or datasets_downloader()
+    download = download or datasets_downloader(force=force)
+    say = progress or (lambda line: None)
     steps: dict[str, Callable[[], Any]] = {
         "alpaca_eval": lambda: fetch_alpaca_eval(dest, source=where["alpaca_eval"], download=download),
         "flask": lambda: fetch_flask(dest, source=where["flask"], download=download),
@@ -224,6 +272,96 @@ def fetch_public_data(dest: str | Path, datasets: Sequence[str] = DATASETS, *,
         "mt_bench": lambda: fetch_mt_bench(dest, source=where["mt_bench"], answers_source=where["mt_bench_answers"],
                                            download=download),
     }
+    complete = set() if force else set(complete_datasets(dest))
     for name in datasets:
+        if name in complete:
+            say(f"{name}: already fetched and verified")
+            continue
+        start = time.perf_counter()
         steps[name]()
+        entry = record_dataset(dest, name)
+        size = sum(f["size"] for f in entry["files"].values())
+        say(f"{name}: {len(entry['files'])} files, {size / 1e6:.1f} MB in {time.perf_counter() - start:.0f} s")
     return Path(dest)
+
+
+# -- the manifest: what a finished fetch wrote, with sizes and checksums ---------------------------
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(dest: str | Path) -> dict[str, Any]:
+    """``dest/MANIFEST.json`` (an empty manifest when there is none yet)."""
+    path = Path(dest) / MANIFEST_FILE
+    if not path.is_file():
+        return {"format": MANIFEST_FORMAT, "datasets": {}}
+    manifest = _parsed_json(path, "the fetch manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise IncompleteDownload(f"{path} is not a manifest of format {MANIFEST_FORMAT}; delete {Path(dest)} and fetch again")
+    return manifest
+
+
+def record_dataset(dest: str | Path, name: str) -> dict[str, Any]:
+    """Record every file under ``dest/<name>/`` (size and SHA-256) as one finished dataset."""
+    folder = Path(dest) / name
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise IncompleteDownload(f"fetching {name} wrote no file under {folder}")
+    entry = {"fetched": time.strftime("%Y-%m-%dT%H:%M:%S"),
+             "files": {p.relative_to(dest).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}}
+    manifest = read_manifest(dest)
+    manifest["datasets"][name] = entry
+    atomic_write_json(Path(dest) / MANIFEST_FILE, manifest)
+    return entry
+
+
+def dataset_problems(dest: str | Path, name: str, *, checksums: bool = True) -> list[str]:
+    """What is wrong with one fetched dataset (empty: complete and verified)."""
+    entry = read_manifest(dest)["datasets"].get(name)
+    if entry is None:
+        return [f"{name} was never fetched completely into {dest}"]
+    problems = []
+    for relative, expected in entry["files"].items():
+        path = Path(dest) / relative
+        if not path.is_file():
+            problems.append(f"{relative} is missing")
+        elif path.stat().st_size != expected["size"]:
+            problems.append(f"{relative} has {path.stat().st_size} bytes, {expected['size']} were fetched")
+        elif checksums and _sha256(path) != expected["sha256"]:
+            problems.append(f"{relative} does not match its SHA-256 of {expected['sha256'][:12]}...")
+    return problems
+
+
+def complete_datasets(dest: str | Path, *, checksums: bool = True) -> list[str]:
+    """The datasets fetched completely into ``dest`` whose files still match the manifest."""
+    if not (Path(dest) / MANIFEST_FILE).is_file():
+        return []
+    return [name for name in read_manifest(dest)["datasets"] if not dataset_problems(dest, name, checksums=checksums)]
+
+
+def verify_fetched(dest: str | Path, datasets: Sequence[str] = DATASETS, *, checksums: bool = True) -> None:
+    """Raise :class:`IncompleteDownload` naming every dataset of ``datasets`` that is absent, partial or
+    altered in ``dest``, with the command that completes it."""
+    problems = [p for name in datasets for p in dataset_problems(dest, name, checksums=checksums)]
+    if problems:
+        raise IncompleteDownload(f"the public data in {dest} is incomplete: " + "; ".join(problems)
+                                 + ". Run `blender-book fetch-data` (online) to resume the download.")
+
+
+# -- is the network there? ---------------------------------------------------------------------------
+
+def reachable(url: str = SOURCES["alpaca_eval"], *, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds (a local folder: it exists)."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return Path(url).exists()
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -19,6 +19,7 @@ import ast
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +30,8 @@ from typing import Any
 import yaml
 
 from .io import atomic_write_json
-from .paths import NOTEBOOKS_DIR, PROJECT_ROOT, RESULTS_ENV_VAR
+from . import paths
+from .paths import NOTEBOOKS_DIR, PROJECT_ROOT, RESULTS_DIR, RESULTS_ENV_VAR
 
 
 class RunnerError(RuntimeError):
@@ -49,6 +51,10 @@ class ChapterRun:
     seconds: float | None = None
     status: str = "pending"
     error: str | None = None
+    keep_reason: str | None = None  # set when the chapter's inputs are absent: its stored notebook stays
+
+
+KEPT = "kept (inputs absent)"  # the status of a chapter that was not re-executed because its inputs are absent
 
 
 @dataclass
@@ -228,7 +234,14 @@ def plan_run(
     out_dir: Path | None,
     inplace: bool = False,
 ) -> RunPlan:
-    """Assign parameters to chapters and check every name and type before anything runs."""
+    """Assign parameters to chapters and check everything before anything runs.
+
+    Every problem of every selected chapter is reported at once: unknown parameters, wrong types,
+    offline models whose packages are missing, a ``data_root`` that names no folder
+    (:mod:`blender_lib.preflight`). A chapter whose external inputs are simply absent is not an error:
+    it is marked to keep its stored executed notebook (``keep_reason``)."""
+    from .preflight import check_chapter
+
     if inplace and out_dir is not None:
         raise RunnerError("choose either --inplace (update the stored chapters) or --out DIR, not both")
     if not inplace and out_dir is None:
@@ -245,22 +258,38 @@ def plan_run(
     # A shared name must exist somewhere in the book (so one profile file serves any selection);
     # chapters that do not declare it simply do not receive it.
     declared = {p.stem: declared_parameters(p) for p in book}
+    problems: list[str] = []
     unknown = sorted(k for k in shared if not any(k in d for d in declared.values()))
     if unknown:
         names = {s: sorted(d) for s, d in declared.items()}
-        raise ParameterError(f"unknown parameter(s) {unknown}: no chapter declares them; declared: {names}")
+        problems.append(f"unknown parameter(s) {unknown}: no chapter declares them; declared: {names}")
     runs = []
+    blocking = []
     for path in chapters:
         stem = path.stem
         section = sections.get(stem, {})
         bad = sorted(k for k in section if k not in declared[stem])
         if bad:
-            raise ParameterError(f"unknown parameter(s) {bad} for chapter {stem}; it declares {sorted(declared[stem])}")
-        chosen = {k: v for k, v in shared.items() if k in declared[stem]} | dict(section)
+            problems.append(f"unknown parameter(s) {bad} for chapter {stem}; it declares {sorted(declared[stem])}")
+        chosen = {k: v for k, v in shared.items() if k in declared[stem]} | {k: v for k, v in section.items() if k not in bad}
         for name, value in chosen.items():
-            check_type(stem, name, value, declared[stem][name])
+            try:
+                check_type(stem, name, value, declared[stem][name])
+            except ParameterError as err:
+                problems.append(str(err))
         output = path if inplace else out_dir / path.name  # type: ignore[operator]
-        runs.append(ChapterRun(stem=stem, input_path=path, output_path=output, parameters=chosen))
+        run = ChapterRun(stem=stem, input_path=path, output_path=output, parameters=chosen)
+        effective = {name: _default_value(spec) for name, spec in declared[stem].items()} | chosen
+        for finding in check_chapter(stem, path, effective):
+            if finding.blocking:
+                blocking.append(finding.line())
+            else:
+                run.keep_reason = f"{finding.problem}. Fix: {finding.fix}"
+        runs.append(run)
+    lines = problems + blocking
+    if lines:
+        message = lines[0] if len(lines) == 1 else "\n  ".join([f"{len(lines)} problems, nothing was run:", *lines])
+        raise (ParameterError if problems else RunnerError)(message)
     return RunPlan(chapters=runs, out_dir=out_dir, inplace=inplace)
 
 
@@ -323,18 +352,66 @@ def strip_volatile_metadata(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def execute_plan(plan: RunPlan, *, kernel_name: str = "python3", log_output: bool = False) -> RunPlan:
-    """Execute the chapters in order; stop at the first failure with chapter and cell named."""
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def announce(plan: RunPlan, state: str) -> None:
+    """One line before the run: what will run, what is kept, and the expected time."""
+    from .preflight import estimate_seconds
+
+    to_run = [r.input_path for r in plan.chapters if r.keep_reason is None]
+    kept = [r.stem for r in plan.chapters if r.keep_reason is not None]
+    seconds, unknown = estimate_seconds(to_run, state)
+    cores = os.cpu_count() or 1
+    estimate = f"about {_minutes(seconds)} on this machine ({cores} cores; the chapters' last recorded times, " \
+               f"{state.replace('_', ' ')})" if seconds else "no recorded time to estimate from"
+    if unknown and seconds:
+        estimate += f"; {unknown} chapter(s) without a recorded time"
+    kept_note = f"; {len(kept)} kept as stored ({', '.join(kept)})" if kept else ""
+    print(f"[blender-book] {len(to_run)} chapter(s) to run: {estimate}{kept_note}", flush=True)
+
+
+def keep_stored(run: ChapterRun, plan: RunPlan) -> None:
+    """Leave a chapter's stored executed notebook as it is; a batch run copies it (and its stored
+    results) into its folder so the run's output is the whole book."""
+    run.status, run.seconds = KEPT, 0.0
+    print(f"[blender-book] {run.stem}: not re-executed, its stored notebook is kept ({KEPT}): {run.keep_reason}",
+          flush=True)
+    if plan.out_dir is not None:
+        shutil.copyfile(run.input_path, run.output_path)
+        stored = RESULTS_DIR / f"{run.stem}.json"
+        if stored.is_file():
+            target = paths.results_dir() / stored.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(stored, target)
+
+
+def execute_plan(plan: RunPlan, *, kernel_name: str = "python3", log_output: bool = False,
+                 progress: bool = True) -> RunPlan:
+    """Execute the chapters in order; stop at the first failure with chapter and cell named.
+
+    Chapters whose inputs are absent keep their stored notebooks (:func:`keep_stored`). ``progress``
+    shows papermill's bar per chapter (cells done / total, elapsed time); each chapter's seconds are
+    recorded in the cache for the next run's estimate."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
+
+    from .preflight import cache_state, record_time
 
     if plan.out_dir is not None:
         plan.out_dir.mkdir(parents=True, exist_ok=True)
         # Batch runs keep their numbers beside their notebooks, never over the stored results/.
         os.environ[RESULTS_ENV_VAR] = str((plan.out_dir / "results").resolve())
-    plan.metadata = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "environment": environment_versions()}
+    state = cache_state()
+    plan.metadata = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cache": state,
+                     "environment": environment_versions()}
+    announce(plan, state)
     try:
         for run in plan.chapters:
+            if run.keep_reason is not None:
+                keep_stored(run, plan)
+                continue
             print(f"[blender-book] {run.stem}: running with {run.parameters or 'default parameters'}", flush=True)
             start = time.perf_counter()
             try:
@@ -344,7 +421,7 @@ def execute_plan(plan: RunPlan, *, kernel_name: str = "python3", log_output: boo
                     parameters=run.parameters or None,
                     kernel_name=kernel_name,
                     cwd=str(run.input_path.parent),
-                    progress_bar=False,
+                    progress_bar={"desc": run.stem, "unit": "cell", "mininterval": 2.0} if progress else False,
                     log_output=log_output,
                 )
             except PapermillExecutionError as err:
@@ -353,6 +430,7 @@ def execute_plan(plan: RunPlan, *, kernel_name: str = "python3", log_output: boo
                 raise RunnerError(f"chapter {run.stem} failed at {run.error}; see {run.output_path}") from err
             run.seconds = time.perf_counter() - start
             run.status = "ok"
+            record_time(run.stem, state, run.seconds)
             if plan.inplace:
                 strip_volatile_metadata(run.output_path)
             print(f"[blender-book] {run.stem}: done in {run.seconds:.1f} s", flush=True)
@@ -375,6 +453,7 @@ def write_run_record(plan: RunPlan) -> Path:
                 "seconds": None if r.seconds is None else round(r.seconds, 2),
                 "status": r.status,
                 "error": r.error,
+                "reason": r.keep_reason,
                 "output": str(r.output_path),
             }
             for r in plan.chapters

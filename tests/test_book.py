@@ -98,6 +98,19 @@ def built_pages(html_dir: Path) -> list[Path]:
 
 def test_build_writes_index(built_html: Path) -> None:
     assert (built_html / "index.html").is_file()
+
+
+def test_every_chapter_has_its_page_with_stored_outputs(built_html: Path) -> None:
+    """The book is built from the stored executed notebooks, without re-executing any (a machine
+    without the real data gets chapter 6's stored outputs too)."""
+    from blender_lib.runner import list_chapters
+
+    chapters = list_chapters()
+    assert len(chapters) == 8
+    for notebook in chapters:
+        page = built_html / "notebooks" / f"{notebook.stem}.html"
+        assert page.is_file(), f"no page for {notebook.stem}"
+        assert 'class="cell_output' in page.read_text(encoding="utf-8"), f"{page.name} shows no stored output"
     assert (built_html / "_static" / "vendor" / "mathjax" / "tex-chtml.js").is_file()
 
 

@@ -135,15 +135,22 @@ def test_data_root_explicit_env_and_missing(tmp_path, monkeypatch, fake_root):
         R.data_root()
     monkeypatch.delenv(R.SHARED_DATA_ENV_VAR)
     monkeypatch.setattr(R.paths, "shared_data_dir", lambda: None)
+    fetched = tmp_path / "fetched"
+    monkeypatch.setattr(R.paths, "fetched_data_dir", lambda: fetched)
     with pytest.raises(FileNotFoundError) as err:
         R.data_root()
-    for source in ("tatsu-lab/alpaca_eval", "lm-sys/FastChat", "kaistAI/FLASK", "princeton-nlp/LLMBar"):
+    for source in ("tatsu-lab/alpaca_eval", "lm-sys/FastChat", "kaistAI/FLASK", "princeton-nlp/LLMBar",
+                   "blender-book fetch-data", str(fetched)):
         assert source in str(err.value)
+    fetched.mkdir()
+    assert R.find_data_root() is None  # a folder without a manifest is not a finished download
+    (fetched / R.paths.FETCH_MANIFEST).write_text('{"format": 1, "datasets": {}}')
+    assert R.data_root() == R.find_data_root() == fetched  # the last fallback: what fetch-data downloaded
 
 
 def test_missing_dataset_folder_and_file_say_how_to_get_them(tmp_path):
     root = write_llmbar(tmp_path)
-    with pytest.raises(R.RealDataNotFound, match="(?s)alpaca_eval is missing.*fetch_public_data.*tatsu-lab/alpaca_eval"):
+    with pytest.raises(R.RealDataNotFound, match="(?s)alpaca_eval is missing.*blender-book fetch-data.*tatsu-lab/alpaca_eval"):
         R.load_alpaca_eval(root)
     (root / "alpaca_eval").mkdir()
     with pytest.raises(R.RealDataNotFound, match="model_outputs_wide_57models.jsonl is missing"):

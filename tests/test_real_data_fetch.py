@@ -68,22 +68,32 @@ def test_alpaca_eval_per_model_files_become_the_loaders_two_files(tmp_path):
     assert board.loc["strong", "published_win_rate"] == pytest.approx(66.7)
 
 
-def test_flask_llmbar_and_mt_bench_files_land_where_the_loaders_read(tmp_path):
-    up = tmp_path / "upstream"
+def upstream_flask_llmbar_mt_bench(up: Path, flask_models=("gpt4",), subsets=("LLMBar__Natural", "Processed__LLMEval2"),
+                                   mt_models=("gpt-4",)) -> dict[str, str]:
+    """FLASK, LLMBar and MT-Bench laid out as upstream; returns the ``sources`` of fetch_public_data."""
     flask = up / "flask"
     _jsonl(flask / "evaluation_set" / "flask_evaluation.jsonl",
            [{"idx": 1, "instruction": "Rewrite this.", "answer": "Done.", "task": "Self-instruct",
              "skill": ["Readability"], "domain": ["Humanities"], "difficulty": "simple lifestyle knowledge"}])
     _jsonl(flask / "evaluation_set" / "flask_hard_evaluation.jsonl", [])
-    _jsonl(flask / "model_output" / "outputs" / "gpt4.jsonl", [{"question_id": 1, "text": "gpt4 on 1"}])
-    llmbar = up / "llmbar" / "Dataset"
+    for model in flask_models:
+        _jsonl(flask / "model_output" / "outputs" / f"{model}.jsonl", [{"question_id": 1, "text": f"{model} on 1"}])
     pair = [{"input": "Say hi.", "output_1": "Hi!", "output_2": "Bye.", "label": 1}]
-    _json(llmbar / "LLMBar" / "Natural" / "dataset.json", pair)
-    _json(llmbar / "Processed" / "LLMEval^2" / "dataset.json", pair)
+    for subset in subsets:
+        _json(up / "llmbar" / "Dataset" / F.LLMBAR_SUBSETS[subset] / "dataset.json", pair)
     mt = up / "mt_bench"
     _jsonl(mt / "question.jsonl", [{"question_id": 81, "category": "writing", "turns": ["Write.", "Again."]}])
     _jsonl(mt / "reference_answer" / "gpt-4.jsonl", [])
-    _jsonl(up / "answers" / "gpt-4.jsonl", [{"question_id": 81, "model_id": "gpt-4", "choices": [{"turns": ["A", "B"]}]}])
+    for model in mt_models:
+        _jsonl(up / "answers" / f"{model}.jsonl",
+               [{"question_id": 81, "model_id": model, "choices": [{"turns": ["A", "B"]}]}])
+    return {"flask": str(flask), "llmbar": str(up / "llmbar"), "mt_bench": str(mt), "mt_bench_answers": str(up / "answers")}
+
+
+def test_flask_llmbar_and_mt_bench_files_land_where_the_loaders_read(tmp_path):
+    up = tmp_path / "upstream"
+    sources = upstream_flask_llmbar_mt_bench(up)
+    flask, mt = Path(sources["flask"]), Path(sources["mt_bench"])
     dest = tmp_path / "data"
 
     F.fetch_flask(dest, ["gpt4"], source=str(flask))
@@ -116,3 +126,117 @@ def test_urls_quote_what_upstream_paths_hold():
     assert F._url("https://example.org/repo/main", "Dataset/Processed/LLMEval^2/dataset.json") == \
         "https://example.org/repo/main/Dataset/Processed/LLMEval%5E2/dataset.json"
     assert F._url("/some/folder", "a/b.json") == "/some/folder/a/b.json"
+
+
+# --------------------------------------------------------------------------------------------
+# a whole fetch: resumable, verified by the manifest, partial downloads named
+
+
+def upstream_everything(up: Path) -> dict[str, str]:
+    """All four datasets upstream, with each dataset's default models and subsets."""
+    sources = upstream_flask_llmbar_mt_bench(up, F.FLASK_MODELS, tuple(F.LLMBAR_SUBSETS), F.MT_BENCH_MODELS)
+    models = F.BOOK_ALPACA_MODELS
+    sources["alpaca_eval"] = str(upstream_alpaca_eval(up / "alpaca_eval", {m: [2, 1, 1] for m in models}))
+    return sources
+
+
+class CountingDownloader:
+    """Local 'downloads' (the paths themselves), counted; optionally failing on one dataset."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.urls: list[str] = []
+        self.fail_on = fail_on
+
+    def __call__(self, urls: list[str]) -> list[str]:
+        if self.fail_on and any(self.fail_on in u for u in urls):
+            raise ConnectionError("the network went away")
+        self.urls.extend(urls)
+        return list(urls)
+
+
+def test_a_fetch_is_recorded_resumed_and_verified(tmp_path):
+    sources = upstream_everything(tmp_path / "up")
+    dest = tmp_path / "public-data"
+    # interrupted in FLASK: AlpacaEval is complete and recorded, the rest is not
+    with pytest.raises(RuntimeError, match="could not download FLASK"):
+        F.fetch_public_data(dest, sources=sources, download=CountingDownloader(fail_on="/flask/"))
+    assert F.complete_datasets(dest) == ["alpaca_eval"]
+    with pytest.raises(F.IncompleteDownload, match="flask was never fetched completely.*fetch-data"):
+        F.verify_fetched(dest)
+    # resumed: only what was missing is downloaded again
+    lines: list[str] = []
+    resumed = CountingDownloader()
+    F.fetch_public_data(dest, sources=sources, download=resumed, progress=lines.append)
+    assert not any("alpaca_eval" in u for u in resumed.urls) and any("flask" in u for u in resumed.urls)
+    assert lines[0] == "alpaca_eval: already fetched and verified" and len(lines) == 4
+    F.verify_fetched(dest)
+    manifest = F.read_manifest(dest)
+    assert sorted(manifest["datasets"]) == sorted(F.DATASETS)
+    entry = manifest["datasets"]["llmbar"]["files"]["llmbar/LLMBar__Natural.json"]
+    assert entry["size"] == (dest / "llmbar" / "LLMBar__Natural.json").stat().st_size and len(entry["sha256"]) == 64
+    # nothing left to do
+    again = CountingDownloader()
+    F.fetch_public_data(dest, sources=sources, download=again)
+    assert again.urls == []
+    # a file altered or cut short afterwards is named, and only its dataset is fetched again
+    path = dest / "flask" / "model_output" / "outputs" / "gpt4.jsonl"
+    path.write_text(path.read_text() + " ")
+    with pytest.raises(F.IncompleteDownload, match="gpt4.jsonl has .* bytes"):
+        F.verify_fetched(dest)
+    same_size = dest / "llmbar" / "LLMBar__Natural.json"
+    same_size.write_text(same_size.read_text().replace("Hi!", "Ho!"))
+    with pytest.raises(F.IncompleteDownload, match="LLMBar__Natural.json does not match its SHA-256"):
+        F.verify_fetched(dest, ["llmbar"])
+    refetch = CountingDownloader()
+    F.fetch_public_data(dest, sources=sources, download=refetch)
+    assert {u.split("/up/")[1].split("/")[0] for u in refetch.urls} == {"flask", "llmbar"}
+    F.verify_fetched(dest)
+    # the loaders read it
+    assert len(R.load_llmbar(dest)) == len(F.LLMBAR_SUBSETS)
+
+
+def test_a_truncated_download_is_reported_not_written(tmp_path):
+    sources = upstream_everything(tmp_path / "up")
+    cut = Path(sources["llmbar"]) / "Dataset" / "LLMBar" / "Natural" / "dataset.json"
+    cut.write_text(cut.read_text()[:20])
+    with pytest.raises(F.IncompleteDownload, match="(?s)LLMBar__Natural.json.*not valid JSON.*partial or failed download"):
+        F.fetch_llmbar(tmp_path / "data", source=sources["llmbar"], download=CountingDownloader())
+    assert not (tmp_path / "data" / "llmbar" / "LLMBar__Natural.json").exists()
+    flask_file = Path(sources["flask"]) / "model_output" / "outputs" / "gpt4.jsonl"
+    flask_file.write_text('{"question_id": 1, "te')
+    with pytest.raises(F.IncompleteDownload, match="gpt4.jsonl.*line 1 is not valid JSON"):
+        F.fetch_flask(tmp_path / "data", source=sources["flask"], download=CountingDownloader())
+
+
+def test_the_fetch_data_command(tmp_path, monkeypatch, capsys):
+    from blender_lib.cli import main
+
+    # the command lifts the offline switches for its own process; restore them after the test
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv(R.SHARED_DATA_ENV_VAR, raising=False)
+    monkeypatch.setattr(R.paths, "shared_data_dir", lambda: None)
+    fetched = tmp_path / "cache" / "public-data"
+    monkeypatch.setattr(R.paths, "fetched_data_dir", lambda: fetched)
+    # offline, with no data anywhere: one line saying what to run where there is a network, exit 0
+    monkeypatch.setattr(F, "reachable", lambda url, timeout=3.0: False)
+    assert main(["fetch-data", "--if-online"]) == 0
+    assert "offline" in capsys.readouterr().out
+    with pytest.raises(R.RealDataNotFound):
+        R.data_root()
+    # "online" from local mirrors, through the datasets download manager
+    sources = upstream_everything(tmp_path / "up")
+    args = [f"--source={name}={base}" for name, base in sources.items()]
+    assert main(["fetch-data", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"into {fetched}" in out and "done" in out
+    assert R.data_root() == fetched  # chapter 6 finds it with nothing set
+    assert main(["fetch-data", "--if-online"]) == 0
+    assert "checksums verified" in capsys.readouterr().out
+    # a partial copy makes the command fail clearly, and a rerun resumes
+    (fetched / "llmbar" / "LLMBar__Natural.json").unlink()
+    monkeypatch.setattr(F, "SOURCES", {**F.SOURCES, "llmbar": str(tmp_path / "gone")})
+    assert main(["fetch-data", "--dataset", "llmbar"]) == 2
+    assert "could not download LLMBar" in capsys.readouterr().err
+    assert main(["fetch-data", f"--source=llmbar={sources['llmbar']}", "--dataset", "llmbar"]) == 0
+    F.verify_fetched(fetched)

@@ -120,3 +120,107 @@ def test_papermill_sees_every_assignment_of_every_parameters_cell():
         [cell] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assigned = {line.split("=", 1)[0].strip() for line in cell.source.splitlines() if "=" in line and not line.startswith("#")}
         assert assigned == set(runner.declared_parameters(path)), path.stem
+
+
+# --------------------------------------------------------------------------------------------
+# preflight: every problem at once, and chapters whose inputs are absent keep their stored notebooks
+
+
+def _needs(path: Path, **meta) -> Path:
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["blender_book"] = meta
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def no_real_data(tmp_path, monkeypatch) -> Path:
+    """A machine without the real data: the variable names an empty folder, nothing was fetched."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("BLENDER_BOOK_SHARED_DATA", str(empty))
+    monkeypatch.setenv("BLENDER_BOOK_CACHE", str(tmp_path / "cache"))
+    return empty
+
+
+def test_a_chapter_without_its_real_data_is_kept_not_run(book, tmp_path, no_real_data):
+    _needs(book / "01_beta.ipynb", real_data=["alpaca_eval"], data_parameter="data")
+    nb = nbformat.read(book / "01_beta.ipynb", as_version=4)
+    nb.cells[0].source += "\ndata = None"
+    nbformat.write(nb, book / "01_beta.ipynb")
+    stored = (book / "01_beta.ipynb").read_bytes()
+    plan = runner.plan_run(runner.select_chapters([], book), {"seed": 3}, out_dir=tmp_path / "out")
+    assert [r.keep_reason is not None for r in plan.chapters] == [False, True]
+    assert "has no alpaca_eval folder" in plan.chapters[1].keep_reason and "fetch-data" in plan.chapters[1].keep_reason
+    runner.execute_plan(plan, progress=False)
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert [c["status"] for c in record["chapters"]] == ["ok", runner.KEPT]
+    assert (tmp_path / "out" / "01_beta.ipynb").read_bytes() == stored == (book / "01_beta.ipynb").read_bytes()
+
+    # naming a folder that is not there is the user's mistake: an error before anything runs
+    with pytest.raises(runner.RunnerError, match="data='/nowhere' is not a folder"):
+        runner.plan_run(runner.select_chapters(["01"], book), {"data": "/nowhere"}, out_dir=tmp_path / "bad")
+    (no_real_data / "alpaca_eval").mkdir()
+    (no_real_data / "alpaca_eval" / "x.jsonl").write_text("{}\n")
+    plan = runner.plan_run(runner.select_chapters(["01"], book), {}, out_dir=tmp_path / "found")
+    assert plan.chapters[0].keep_reason is None  # the data is there: the chapter runs
+
+
+def test_every_problem_is_reported_at_once(book, tmp_path, monkeypatch):
+    from blender_lib import models
+
+    fake = models.OfflineModel(package="blender_book_no_such_package", kind="encoder", hub_id="x/y")
+    monkeypatch.setitem(models.OFFLINE_MODELS, "absent-model", fake)
+    _needs(book / "00_alpha.ipynb", real_data=["alpaca_eval"], data_parameter="name")
+    with pytest.raises(runner.ParameterError) as err:
+        runner.plan_run(runner.select_chapters([], book),
+                        {"00_alpha": {"rate": "fast", "name": "/nowhere"}, "01_beta": {"bogus": 1, "seed": "absent-model"}},
+                        out_dir=tmp_path / "out")
+    message = str(err.value)
+    assert message.startswith("5 problems, nothing was run")
+    for part in ("'rate' of chapter 00_alpha expects float", "'seed' of chapter 01_beta expects int", "unknown parameter(s) ['bogus'] for chapter 01_beta",
+                 "name='/nowhere' is not a folder", "blender-book-no-such-package, which is not installed"):
+        assert part in message, part
+
+
+def test_the_run_starts_with_an_estimate_and_records_times(book, tmp_path, monkeypatch, capsys):
+    from blender_lib import preflight
+
+    monkeypatch.setenv("BLENDER_BOOK_CACHE", str(tmp_path / "cache"))
+    _needs(book / "00_alpha.ipynb", seconds={"empty_cache": 600, "warm_cache": 60})
+    chapters = runner.select_chapters([], book)
+    assert preflight.cache_state() == "empty_cache"
+    assert preflight.estimate_seconds(chapters, "empty_cache") == (600.0, 1)  # 01_beta has no time yet
+    runner.execute_plan(runner.plan_run(chapters, {}, out_dir=tmp_path / "out"), progress=False)
+    assert "2 chapter(s) to run: about 10 min on this machine" in capsys.readouterr().out
+    recorded = preflight.recorded_times()
+    assert set(recorded) == {"00_alpha", "01_beta"} and 0 < recorded["00_alpha"]["empty_cache"] < 600
+    seconds, unknown = preflight.estimate_seconds(chapters, "empty_cache")
+    assert unknown == 0 and seconds < 600  # this machine's own times replace the stored ones
+
+
+def test_make_book_keeps_chapter_6_without_the_real_data(no_real_data, tmp_path):
+    """The CLI over the real chapter 6, real data hidden: exit 0 in seconds, the stored notebook
+    untouched, the "kept" record in run.json and its stored results beside it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from blender_lib.paths import NOTEBOOKS_DIR, RESULTS_DIR
+
+    stored = (NOTEBOOKS_DIR / "06_real_llms.ipynb").read_bytes()
+    start = time.perf_counter()
+    for target in (["--inplace"], ["--out", str(tmp_path / "out")]):
+        done = subprocess.run([sys.executable, "-m", "blender_lib.cli", "run", "06", *target],
+                              capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "06_real_llms: not re-executed, its stored notebook is kept" in done.stdout
+        assert "blender-book fetch-data" in done.stdout and "BLENDER_BOOK_SHARED_DATA" in done.stdout
+        assert (NOTEBOOKS_DIR / "06_real_llms.ipynb").read_bytes() == stored
+    assert time.perf_counter() - start < 60
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert [(c["chapter"], c["status"]) for c in record["chapters"]] == [("06_real_llms", runner.KEPT)]
+    assert "no alpaca_eval, flask, llmbar folder" in record["chapters"][0]["reason"]
+    assert (tmp_path / "out" / "06_real_llms.ipynb").read_bytes() == stored
+    assert (tmp_path / "out" / "results" / "06_real_llms.json").read_bytes() == (RESULTS_DIR / "06_real_llms.json").read_bytes()
