@@ -376,7 +376,7 @@ def keep_stored(run: ChapterRun, plan: RunPlan) -> None:
     """Leave a chapter's stored executed notebook as it is; a batch run copies it (and its stored
     results) into its folder so the run's output is the whole book."""
     run.status, run.seconds = KEPT, 0.0
-    print(f"[blender-book] {run.stem}: not re-executed, its stored notebook is kept ({KEPT}): {run.keep_reason}",
+    print(f"[blender-book] {run.stem}: not re-executed, its stored notebook is kept (inputs absent): {run.keep_reason}",
           flush=True)
     if plan.out_dir is not None:
         shutil.copyfile(run.input_path, run.output_path)
