@@ -47,6 +47,20 @@ def tradeoff(curve: pd.DataFrame, *, title: str, ylabel: str, y: str = "quality"
     return ax
 
 
+def learning_curve(curve: pd.DataFrame, *, x: str, y: str, hue: str, title: str, reference: dict[str, float] | None = None):
+    """A metric against training progress (log x), one line per ``hue``; ``reference`` draws labelled
+    horizontal lines (a baseline that needs no training)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(data=curve, x=x, y=y, hue=hue, marker="o", ax=ax)
+    for n, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, ls="--", lw=1, color=f"C{n + 3}", label=label)
+    ax.set_xscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return ax
+
+
 def scatter(table: pd.DataFrame, *, x: str, y: str, title: str, hue: str | None = None):
     """One point per row with a least-squares line over all of them (the trend the text quotes)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

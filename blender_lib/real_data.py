@@ -943,6 +943,27 @@ def preference_agreement(examples: Sequence[Mapping[str, Any]], scorer_scores: S
             "n_gold_ties": gold_ties, "n_method_ties": method_ties}
 
 
+def paired_agreement_gap(examples: Sequence[Mapping[str, Any]], scores_a: Sequence[Any], scores_b: Sequence[Any], *,
+                         gold: str = "cmp_results", n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(gap, CI low, CI high) in points between two methods' agreement with the gold order, on the *same*
+    decisive gold pairs: a method's tie counts half (so neither method drops pairs the other keeps), and
+    the 95% interval is a percentile bootstrap over examples (prompts), paired."""
+    a_scores, b_scores = _check_scores(examples, scores_a), _check_scores(examples, scores_b)
+    per_example = []
+    for ex, a, b in zip(examples, a_scores, b_scores):
+        credit = [(0.5 if a[i] == a[j] else float(np.sign(a[i] - a[j]) == sign),
+                   0.5 if b[i] == b[j] else float(np.sign(b[i] - b[j]) == sign))
+                  for i, j, sign in _gold_pairs(ex, gold) if sign != 0]
+        per_example.append(np.array(credit).reshape(-1, 2))
+    counts = np.array([len(c) for c in per_example], dtype=float)
+    diffs = np.array([(c[:, 0] - c[:, 1]).sum() for c in per_example])
+    if counts.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    resample = np.random.default_rng(seed).integers(0, len(examples), size=(n_boot, len(examples)))
+    boot = 100 * diffs[resample].sum(axis=1) / np.maximum(counts[resample].sum(axis=1), 1)
+    return float(100 * diffs.sum() / counts.sum()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
 def win_rate_vs_reference(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], *,
                           key: str = PREF_SCORE) -> float:
     """The AlpacaEval win rate (percent) of a selector that answers each prompt with one candidate: the

@@ -744,3 +744,19 @@ def test_real_llmbar(shared_data):
     lengths = [np.array([len(c["text"]) for c in ex["candidates"]], dtype=float) for ex in examples]
     agreement = R.preference_agreement(examples, lengths)
     assert agreement["n_pairs"] + agreement["n_method_ties"] == 883 and 0 < agreement["agreement"] < 1
+
+
+def test_paired_agreement_gap_counts_ties_half_on_the_same_pairs():
+    from blender_lib.data import make_example
+
+    def ex(k: int, prefs: list[float]) -> dict:
+        return make_example(id=f"e{k}", instruction="q", output="r", source="s", tags=["t"],
+                            candidates=[{"model": f"m{i}", "decoding_method": "x", "text": f"t{i}",
+                                         "scores": {R.PREF_SCORE: p}} for i, p in enumerate(prefs)])
+
+    examples = [ex(0, [1.0, 0.0, 0.0]), ex(1, [0.0, 1.0, 1.0])]  # 2 decisive pairs each (the third is a tie)
+    right = [np.array([3.0, 1.0, 2.0]), np.array([0.0, 2.0, 1.0])]  # orders all 4 as the gold does
+    tied = [np.zeros(3), np.zeros(3)]  # ties everywhere: half credit on every pair
+    gap, low, high = R.paired_agreement_gap(examples, right, tied, gold=R.PREF_SCORE, n_boot=200)
+    assert gap == pytest.approx(50.0) and low == pytest.approx(50.0) and high == pytest.approx(50.0)
+    assert R.paired_agreement_gap(examples, tied, tied, gold=R.PREF_SCORE)[0] == 0.0

@@ -1,0 +1,313 @@
+"""A reward model learned from every real judgment: Bradley-Terry on frozen encoder embeddings.
+
+PairRanker fine-tunes a cross-encoder on a few hundred prompts, which a 2-core CPU cannot do at the
+scale where it learns. This model takes the other road: each text (instruction or answer, up to
+``max_length`` tokens) is embedded once by a frozen encoder and cached, and a linear score
+
+    r(x, y, m) = w . phi(x, y, m)
+
+over features ``phi`` of the instruction ``x``, the answer ``y`` and the model ``m`` that wrote it is
+trained on *all* pairwise preferences of the training prompts (:mod:`blender_lib.preferences`,
+~90k decisive pairs on AlpacaEval alone) with PairRanker's own loss, the pairwise logistic loss
+
+    -log sigma(r(first) - r(second))       (weighted; ties left out)
+
+in seconds. It then ranks a prompt's candidates by ``r`` (one pass per answer, like a reward model),
+so it serves as a ranker, as RMR's reward model and as a source of router labels.
+
+Feature sets (``FEATURES``), from least to most informed:
+- ``text``: the answer's embedding, its elementwise product with the instruction's, and three
+  surface features (log word count, a code block, line count);
+- ``text+model``: plus a one-hot of the model (the ensemble knows who wrote each answer);
+- ``text+model+length``: plus the model one-hot times log word count (how length helps differs by model).
+:func:`choose_features` picks one on validation prompts carved out of the training prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import paths
+from .preferences import Preference, decisive, prompt_fold, prompt_key
+
+FEATURES = ("text", "text+model", "text+model+length")
+SURFACE = 3  # log word count, has a code block, lines / 10
+
+
+# -- embeddings, computed once per text and cached ---------------------------------------------------
+
+def text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class EmbeddingCache:
+    """Embeddings by text hash, stored as numbered ``.npz`` shards under ``folder``: a shard is written
+    (atomically) after each chunk, so an interrupted run keeps what it embedded and resumes."""
+
+    folder: Path
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, encoder: str, max_length: int, root: Path | None = None) -> EmbeddingCache:
+        folder = (root or paths.cache_dir()) / "embeddings" / f"{encoder}-{max_length}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cache = cls(folder)
+        for shard in sorted(folder.glob("shard-*.npz")):
+            with np.load(shard) as data:
+                cache.vectors.update(zip(data["keys"].tolist(), data["vectors"]))
+        return cache
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        return sorted({t for t in texts if text_key(t) not in self.vectors}, key=lambda t: (len(t), t))
+
+    def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        keys = [text_key(t) for t in texts]
+        shard = self.folder / f"shard-{len(list(self.folder.glob('shard-*.npz'))):05d}.npz"
+        tmp = shard.with_name(f".{shard.stem}.tmp.npz")
+        np.savez(tmp, keys=np.array(keys), vectors=vectors.astype(np.float32))
+        tmp.replace(shard)
+        self.vectors.update(zip(keys, vectors.astype(np.float32)))
+
+    def __getitem__(self, text: str) -> np.ndarray:
+        try:
+            return self.vectors[text_key(text)]
+        except KeyError:
+            raise KeyError(f"no embedding for the text {text[:60]!r}...: call embed_missing first") from None
+
+
+def embed_missing(cache: EmbeddingCache, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], *,
+                  chunk: int = 512, progress: bool = True) -> int:
+    """Embed the texts the cache lacks (shortest first, in chunks saved as they finish); returns how many."""
+    from tqdm.auto import tqdm
+
+    todo = cache.missing(texts)
+    for start in tqdm(range(0, len(todo), chunk), desc="embedding", unit="chunk", disable=not progress or not todo):
+        part = todo[start:start + chunk]
+        cache.add(part, np.asarray(embed(part)))
+    return len(todo)
+
+
+def encoder_embedder(encoder: str, max_length: int, *, dtype: str = "bf16", batch_size: int = 32
+                     ) -> Callable[[list[str]], np.ndarray]:
+    """Mean-pooled embeddings of a packaged or hub encoder, loaded on first use."""
+    from .models import embed_texts, load_model
+
+    loaded: dict[str, Any] = {}
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if "model" not in loaded:
+            loaded["model"] = load_model(encoder, dtype=dtype)
+        return embed_texts(loaded["model"], texts, batch_size=batch_size, max_length=max_length).numpy()
+
+    return embed
+
+
+# -- features and the linear Bradley-Terry model -----------------------------------------------------
+
+def surface_features(text: str) -> np.ndarray:
+    return np.array([np.log1p(len(text.split())), float("```" in text), text.count("\n") / 10], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Featurizer:
+    """phi(instruction, answer, model) for one feature set; ``models`` fixes the one-hot's columns (a
+    model outside it gets no identity column, only its text features)."""
+
+    embeddings: EmbeddingCache
+    models: tuple[str, ...]
+    features: str = "text+model"
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+
+    def __call__(self, instruction: str, answer: str, model: str) -> np.ndarray:
+        ex, ey = self.embeddings[instruction], self.embeddings[answer]
+        surface = surface_features(answer)
+        parts = [ey, ex * ey, surface]
+        if self.features != "text":
+            identity = np.zeros(len(self.models), dtype=np.float32)
+            if model in self.models:
+                identity[self.models.index(model)] = 1.0
+            parts.append(identity)
+            if self.features == "text+model+length":
+                parts.append(identity * surface[0])
+        return np.concatenate(parts).astype(np.float32)
+
+    def pair_matrices(self, pairs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor]:
+        first = np.stack([self(p.instruction, p.first, p.first_model) for p in pairs])
+        second = np.stack([self(p.instruction, p.second, p.second_model) for p in pairs])
+        return torch.from_numpy(first), torch.from_numpy(second)
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int = 30
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    batch_size: int = 2048
+    seed: int = 0
+
+
+def pairwise_loss(score_first: torch.Tensor, score_second: torch.Tensor, label: torch.Tensor,
+                  weight: torch.Tensor) -> torch.Tensor:
+    """PairRanker's loss on score differences: -log sigma(s_first - s_second) for a first-better pair
+    (label 1), -log sigma(s_second - s_first) for label 0; weighted mean."""
+    logits = score_first - score_second
+    return (torch.nn.functional.binary_cross_entropy_with_logits(logits, label, reduction="none") * weight).mean()
+
+
+@dataclass
+class RewardModel:
+    """A trained linear reward model and its learning curve."""
+
+    featurizer: Featurizer
+    linear: torch.nn.Linear
+    curve: list[dict[str, float]] = field(default_factory=list)  # pairs seen -> held-out pairwise accuracy
+    train_pairs: int = 0
+    seconds: float = 0.0
+
+    @torch.no_grad()
+    def score(self, instruction: str, answers: Sequence[str], models: Sequence[str]) -> np.ndarray:
+        x = torch.from_numpy(np.stack([self.featurizer(instruction, a, m) for a, m in zip(answers, models)]))
+        return self.linear(x).squeeze(-1).numpy()
+
+    def score_examples(self, examples: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+        """One score per candidate of each MixInstruct-schema example."""
+        return [self.score(ex["instruction"], [c["text"] for c in ex["candidates"]],
+                           [c["model"] for c in ex["candidates"]]) for ex in examples]
+
+
+@torch.no_grad()
+def pairwise_accuracy(linear: torch.nn.Linear, first: torch.Tensor, second: torch.Tensor, label: torch.Tensor) -> float:
+    """The share of decisive pairs the model orders as the label does (ties of the model count half)."""
+    diff = (linear(first) - linear(second)).squeeze(-1)
+    right = torch.where(diff == 0, torch.full_like(diff, 0.5), ((diff > 0).float() == label).float())
+    return float(right.mean())
+
+
+def train_reward_model(pairs: Sequence[Preference], featurizer: Featurizer, settings: TrainingSettings = TrainingSettings(),
+                       *, validation: Sequence[Preference] = (), curve_points: int = 10) -> RewardModel:
+    """Fit the linear model on the decisive ``pairs`` (ties carry no order), recording the pairwise
+    accuracy on the decisive ``validation`` pairs ``curve_points`` times in the first epoch, then after
+    each epoch (the learning curve; it decides nothing)."""
+    pairs = decisive(pairs)
+    if not pairs:
+        raise ValueError("no decisive training pair: every pair is a tie or the list is empty")
+    start = time.perf_counter()
+    first, second = featurizer.pair_matrices(pairs)
+    label = torch.tensor([p.label for p in pairs], dtype=torch.float32)
+    weight = torch.tensor([p.weight for p in pairs], dtype=torch.float32)
+    held = decisive(validation)
+    val = (*featurizer.pair_matrices(held), torch.tensor([p.label for p in held], dtype=torch.float32)) if held else None
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    linear = torch.nn.Linear(first.shape[1], 1)
+    optimizer = torch.optim.AdamW(linear.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    model = RewardModel(featurizer, linear, train_pairs=len(pairs))
+    seen, batches_per_epoch = 0, -(-len(pairs) // settings.batch_size)
+    early = max(1, batches_per_epoch // curve_points)
+    for epoch in range(settings.epochs):
+        order = torch.randperm(len(pairs), generator=generator)
+        for step, begin in enumerate(range(0, len(pairs), settings.batch_size)):
+            batch = order[begin:begin + settings.batch_size]
+            loss = pairwise_loss(linear(first[batch]).squeeze(-1), linear(second[batch]).squeeze(-1), label[batch], weight[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(batch)
+            if val is not None and ((epoch == 0 and (step + 1) % early == 0) or step == batches_per_epoch - 1):
+                model.curve.append({"pairs seen": seen, "epoch": epoch + 1,
+                                    "held-out pairwise accuracy": pairwise_accuracy(linear, *val)})
+    model.seconds = time.perf_counter() - start
+    return model
+
+
+# -- cross-validation by prompt on a candidate pool ---------------------------------------------------
+
+def example_fold(example: Mapping[str, Any], folds: int, seed: int) -> int:
+    return prompt_fold(prompt_key(example["instruction"]), folds, seed)
+
+
+def top1_win_rate(model: RewardModel, examples: Sequence[Mapping[str, Any]], score_key: str) -> float:
+    """Mean ``score_key`` of the candidate the model ranks first."""
+    picks = [int(np.argmax(s)) for s in model.score_examples(examples)]
+    return float(np.mean([ex["candidates"][k]["scores"][score_key] for ex, k in zip(examples, picks)]))
+
+
+def choose_features(train: Sequence[Preference], pool_train: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache,
+                    models: tuple[str, ...], settings: TrainingSettings, *, folds: int, seed: int, score_key: str,
+                    candidates: Sequence[str] = FEATURES) -> tuple[str, dict[str, float]]:
+    """The feature set whose model picks the best answers on validation prompts: a seeded half of the
+    training prompts (a different hash seed than the folds) is held out, each set is trained on the rest."""
+    inner = lambda key: prompt_fold(key, 2, seed + 1_000)  # noqa: E731 - an inner split, independent of the folds
+    fit = [p for p in train if inner(p.prompt_key) == 0]
+    val_pool = [ex for ex in pool_train if inner(prompt_key(ex["instruction"])) == 1]
+    scores = {}
+    for features in candidates:
+        model = train_reward_model(fit, Featurizer(embeddings, models, features), settings)
+        scores[features] = top1_win_rate(model, val_pool, score_key)
+    return max(scores, key=lambda k: (scores[k], -candidates.index(k))), scores
+
+
+@dataclass
+class RewardModelCV:
+    """Held-out scores of the candidates of every pool example, and what each fold chose and learned."""
+
+    scores: list[np.ndarray]
+    features: dict[int, str]
+    validation: dict[int, dict[str, float]]
+    curves: dict[int, list[dict[str, float]]]
+    train_pairs: dict[int, int]
+    seconds: float
+
+
+def cross_validate_reward_model(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preference], embeddings: EmbeddingCache, *,
+                                folds: int = 2, seed: int = 0, settings: TrainingSettings = TrainingSettings(),
+                                score_key: str, features: str | None = None, curve_pairs: int = 5_000) -> RewardModelCV:
+    """For each fold: train on every preference whose prompt is in the other folds (any source), choose
+    the feature set on validation prompts inside them (``features=None``), retrain on all of them, and
+    score the fold's pool examples. No pool prompt is ever scored by a model trained on it."""
+    start = time.perf_counter()
+    models = tuple(sorted({p.first_model for p in prefs} | {p.second_model for p in prefs}
+                          | {c["model"] for ex in pool for c in ex["candidates"]}))
+    scores: list[np.ndarray | None] = [None] * len(pool)
+    out = RewardModelCV([], {}, {}, {}, {}, 0.0)
+    for fold in range(folds):
+        train = [p for p in prefs if prompt_fold(p.prompt_key, folds, seed) != fold]
+        pool_train = [ex for ex in pool if example_fold(ex, folds, seed) != fold]
+        test = [n for n, ex in enumerate(pool) if example_fold(ex, folds, seed) == fold]
+        if features is None:
+            chosen, out.validation[fold] = choose_features(train, pool_train, embeddings, models, settings,
+                                                           folds=folds, seed=seed, score_key=score_key)
+        else:
+            chosen = features
+        # The learning curve reads held-out pairs of this fold's prompts (any source); it chooses nothing.
+        held_out = decisive([p for p in prefs if prompt_fold(p.prompt_key, folds, seed) == fold])
+        sample = np.random.default_rng(seed).choice(len(held_out), size=min(curve_pairs, len(held_out)), replace=False)
+        model = train_reward_model(train, Featurizer(embeddings, models, chosen), settings,
+                                   validation=[held_out[int(k)] for k in sorted(sample)])
+        out.features[fold], out.curves[fold], out.train_pairs[fold] = chosen, model.curve, model.train_pairs
+        for n, values in zip(test, model.score_examples([pool[n] for n in test])):
+            scores[n] = values
+    out.scores = [s for s in scores if s is not None]
+    if len(out.scores) != len(pool):
+        raise ValueError("some pool examples fell in no fold")
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def texts_to_embed(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preference]) -> list[str]:
+    """Every instruction and answer the cross-validation reads."""
+    texts = {t for p in prefs for t in (p.instruction, p.first, p.second)}
+    texts |= {ex["instruction"] for ex in pool} | {c["text"] for ex in pool for c in ex["candidates"]}
+    return sorted(texts)
