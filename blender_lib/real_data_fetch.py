@@ -46,9 +46,13 @@ SOURCES: dict[str, str] = {
     "mt_bench_answers": "https://huggingface.co/spaces/lmsys/mt-bench/resolve/main/data/mt_bench/model_answer",
 }
 ALPACA_REFERENCE = "text_davinci_003"  # AlpacaEval 1's reference, the one alpaca_eval_gpt4 judged against
-# The ten models of chapter 6's stored pool: what the chapter needs, about 30 MB.
-BOOK_ALPACA_MODELS = ("claude", "cohere", "tulu-2-dpo-7b", "guanaco-65b", "llama-2-7b-chat-hf", "vicuna-13b",
-                      "oasst-rlhf-llama-33b", "falcon-40b-instruct", "alpaca-farm-ppo-human", "alpaca-7b")
+# Every AlpacaEval 1 model with outputs and GPT-4 verdicts: chapter 6's pool is chosen among them, and its
+# reward model trains on all of their pairs.
+BOOK_ALPACA_MODELS = ("gpt4_1106_preview", "gpt4", "tulu-2-dpo-70b", "gpt4_0314", "Yi-34B-Chat", "llama-2-70b-chat-hf",
+                      "claude", "claude-2", "cohere", "zephyr-7b-beta", "gpt-3.5-turbo-0301", "tulu-2-dpo-13b",
+                      "tulu-2-dpo-7b", "llama-2-13b-chat-hf", "wizardlm-13b", "guanaco-65b", "llama-2-7b-chat-hf",
+                      "vicuna-13b", "oasst-rlhf-llama-33b", "falcon-40b-instruct", "alpaca-farm-ppo-human", "phi-2",
+                      "alpaca-7b", "text_davinci_001")
 FLASK_MODELS = ("alpaca_13b", "bard", "chatgpt", "claude_v1", "davinci_003", "gpt4", "llama2_chat_13b",
                 "llama2_chat_70b", "tulu_13b", "tulu_30b", "tulu_65b", "tulu_7b", "vicuna_13b", "vicuna_33b",
                 "wizardlm_13b")
