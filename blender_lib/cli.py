@@ -67,9 +67,9 @@ def fetch_data(args: argparse.Namespace) -> int:
         return 0
     print(f"[fetch-data] {', '.join(datasets)} into {dest}", flush=True)
     try:
+        # Each dataset is recorded in the manifest (sizes, SHA-256) right after it is written.
         fetch.fetch_public_data(dest, datasets, sources=sources, force=args.force,
                                 progress=lambda line: print(f"[fetch-data] {line}", flush=True))
-        fetch.verify_fetched(dest, datasets)
     except (fetch.IncompleteDownload, RuntimeError, ValueError, OSError) as err:
         print(f"blender-book: error: {err}", file=sys.stderr)
         print("[fetch-data] what finished is kept: the same command resumes from there", file=sys.stderr)

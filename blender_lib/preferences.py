@@ -21,7 +21,6 @@ fold and training on the others therefore never trains on an evaluated prompt.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -30,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import real_data as rd
-from .data import DataError
+from .data import DataError, read_jsonl
 
 TIE = 0.5
 
@@ -83,10 +82,10 @@ def alpaca_eval_preferences(root: str | Path | None = None, models: Sequence[str
     draw with the reference, 0.5, counts as neither win nor loss and is left out of implied pairs)."""
     examples = []
     skipped: list[tuple[str, str]] = []
-    chosen = list(models) if models is not None else None
-    if chosen is None:
+    if models is None:
         board = rd.alpaca_eval_models(root, annotator=annotator)
-        chosen = list(board.index[board["has_outputs"] & (board["n_usable"] > 0)])
+        models = list(board.index[board["has_outputs"] & (board["n_usable"] > 0)])
+    chosen = list(models)
     for model in chosen:  # one model at a time: a prompt lacking one model's answer keeps the others'
         examples.append({ex["id"]: ex for ex in rd.load_alpaca_eval(root, [model], annotator=annotator,
                                                                      derive_cmp=False, skipped=skipped)})
@@ -121,17 +120,6 @@ def llmbar_preferences(root: str | Path | None = None, subsets: Sequence[str] | 
     return prefs
 
 
-def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{number}: not valid JSON ({err})") from err
-    return rows
-
-
 def vicuna_bench_preferences(root: str | Path | None = None) -> list[Preference]:
     """GPT-4's pairwise reviews of the original Vicuna evaluation (``vicuna_bench/original_eval_table``):
     each review scores two answers 1-10; the higher wins, equal scores are a tie. GPT-3.5's reviews
@@ -140,11 +128,11 @@ def vicuna_bench_preferences(root: str | Path | None = None) -> list[Preference]
     if not folder.is_dir():
         raise rd.RealDataNotFound(f"{folder} is missing: the original Vicuna evaluation table of lm-sys/FastChat "
                                   f"(fastchat/eval/table/, 2023-05)")
-    questions = {q["question_id"]: q["text"] for q in _jsonl(folder / "question.jsonl")}
-    answers = {a["answer_id"]: a for path in sorted((folder / "answer").glob("*.jsonl")) for a in _jsonl(path)}
+    questions = {q["question_id"]: q["text"] for q in read_jsonl(folder / "question.jsonl")[0]}
+    answers = {a["answer_id"]: a for path in sorted((folder / "answer").glob("*.jsonl")) for a in read_jsonl(path)[0]}
     prefs = []
     for path in sorted((folder / "review").rglob("review_*.jsonl")):
-        for review in _jsonl(path):
+        for review in read_jsonl(path)[0]:
             a, b = answers.get(review["answer1_id"]), answers.get(review["answer2_id"])
             scores = review.get("score")
             if a is None or b is None:
@@ -198,6 +186,14 @@ def split_by_prompt(prefs: Iterable[Preference], test_fold: int, folds: int, see
 def decisive(prefs: Iterable[Preference]) -> list[Preference]:
     """The pairs with a winner (ties left out)."""
     return [p for p in prefs if p.label != TIE]
+
+
+def length_agreement(prefs: Iterable[Preference]) -> float:
+    """How often the longer answer (in words) is the preferred one, over the decisive pairs whose two
+    answers differ in length: the baseline a learned ranker must beat."""
+    agree = [(len(p.first.split()) > len(p.second.split())) == (p.label == 1.0) for p in decisive(prefs)
+             if len(p.first.split()) != len(p.second.split())]
+    return float(sum(agree) / len(agree)) if agree else float("nan")
 
 
 def summary(prefs: Sequence[Preference]) -> pd.DataFrame:

@@ -121,13 +121,9 @@ def _how_to_get(*datasets: str) -> str:
 def find_data_root() -> Path | None:
     """The real-data folder found without being named: ``$BLENDER_BOOK_SHARED_DATA`` (None when it is not a
     folder), else ``../shared/data``, else what ``blender-book fetch-data`` downloaded into the user cache."""
-    configured = os.environ.get(SHARED_DATA_ENV_VAR)
-    if configured:
-        folder = Path(configured).expanduser()
-        return folder if folder.is_dir() else None
     shared = paths.shared_data_dir()
-    if shared is not None:
-        return shared
+    if shared is not None or os.environ.get(SHARED_DATA_ENV_VAR):
+        return shared  # a variable that names no folder is not quietly replaced by the fetched copy
     fetched = paths.fetched_data_dir()
     return fetched if (fetched / paths.FETCH_MANIFEST).is_file() else None
 

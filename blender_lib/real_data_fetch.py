@@ -69,7 +69,6 @@ LLMBAR_SUBSETS: dict[str, str] = {
     "Processed__LLMEval2": "Processed/LLMEval^2",
 }
 DATASETS = ("alpaca_eval", "flask", "llmbar", "mt_bench")
-MANIFEST_FILE = FETCH_MANIFEST
 MANIFEST_FORMAT = 1
 
 
@@ -111,12 +110,22 @@ def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def _loads(text: str, where: str) -> Any:
+    """JSON from downloaded text; text that does not parse is a partial or failed download."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise IncompleteDownload(f"{where} is not valid JSON ({err}): a partial or failed download. "
+                                 f"Run `blender-book fetch-data` again to download it anew.") from err
+
+
 def _parsed_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise IncompleteDownload(f"{what} ({path}) is not valid JSON ({err}): a partial or failed download. "
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise IncompleteDownload(f"{what} ({path}) is not UTF-8 text: a partial or failed download. "
                                  f"Run `blender-book fetch-data` again to download it anew.") from err
+    return _loads(text, f"{what} ({path})")
 
 
 def _json_rows(path: Path, what: str) -> list[dict]:
@@ -195,16 +204,11 @@ def _copy(path: Path, target: Path) -> None:
     download, reported, never written."""
     text = path.read_text(encoding="utf-8")
     if target.suffix == ".json":
-        _parsed_json(path, target.name)
+        _loads(text, f"{target.name} ({path})")
     elif target.suffix == ".jsonl":
         for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                json.loads(line)
-            except json.JSONDecodeError as err:
-                raise IncompleteDownload(f"{target.name} ({path}): line {number} is not valid JSON ({err}): a partial "
-                                         f"or failed download. Run `blender-book fetch-data` again.") from err
+            if line.strip():
+                _loads(line, f"{target.name} ({path}): line {number}")
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, text)
 
@@ -301,7 +305,7 @@ def _sha256(path: Path) -> str:
 
 def read_manifest(dest: str | Path) -> dict[str, Any]:
     """``dest/MANIFEST.json`` (an empty manifest when there is none yet)."""
-    path = Path(dest) / MANIFEST_FILE
+    path = Path(dest) / FETCH_MANIFEST
     if not path.is_file():
         return {"format": MANIFEST_FORMAT, "datasets": {}}
     manifest = _parsed_json(path, "the fetch manifest")
@@ -320,13 +324,14 @@ def record_dataset(dest: str | Path, name: str) -> dict[str, Any]:
              "files": {p.relative_to(dest).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}}
     manifest = read_manifest(dest)
     manifest["datasets"][name] = entry
-    atomic_write_json(Path(dest) / MANIFEST_FILE, manifest)
+    atomic_write_json(Path(dest) / FETCH_MANIFEST, manifest)
     return entry
 
 
-def dataset_problems(dest: str | Path, name: str, *, checksums: bool = True) -> list[str]:
-    """What is wrong with one fetched dataset (empty: complete and verified)."""
-    entry = read_manifest(dest)["datasets"].get(name)
+def dataset_problems(dest: str | Path, name: str, *, checksums: bool = True,
+                     manifest: Mapping[str, Any] | None = None) -> list[str]:
+    """What is wrong with one fetched dataset (empty: complete and verified); ``manifest``: already read."""
+    entry = (manifest or read_manifest(dest))["datasets"].get(name)
     if entry is None:
         return [f"{name} was never fetched completely into {dest}"]
     problems = []
@@ -343,15 +348,18 @@ def dataset_problems(dest: str | Path, name: str, *, checksums: bool = True) -> 
 
 def complete_datasets(dest: str | Path, *, checksums: bool = True) -> list[str]:
     """The datasets fetched completely into ``dest`` whose files still match the manifest."""
-    if not (Path(dest) / MANIFEST_FILE).is_file():
+    if not (Path(dest) / FETCH_MANIFEST).is_file():
         return []
-    return [name for name in read_manifest(dest)["datasets"] if not dataset_problems(dest, name, checksums=checksums)]
+    manifest = read_manifest(dest)
+    return [name for name in manifest["datasets"]
+            if not dataset_problems(dest, name, checksums=checksums, manifest=manifest)]
 
 
 def verify_fetched(dest: str | Path, datasets: Sequence[str] = DATASETS, *, checksums: bool = True) -> None:
     """Raise :class:`IncompleteDownload` naming every dataset of ``datasets`` that is absent, partial or
     altered in ``dest``, with the command that completes it."""
-    problems = [p for name in datasets for p in dataset_problems(dest, name, checksums=checksums)]
+    manifest = read_manifest(dest)
+    problems = [p for name in datasets for p in dataset_problems(dest, name, checksums=checksums, manifest=manifest)]
     if problems:
         raise IncompleteDownload(f"the public data in {dest} is incomplete: " + "; ".join(problems)
                                  + ". Run `blender-book fetch-data` (online) to resume the download.")

@@ -33,10 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import paths
+from .analysis import selections_from_scores
 from .preferences import Preference, decisive, prompt_fold, prompt_key
+from .real_data import win_rate_vs_reference
 
 FEATURES = ("text", "text+model", "text+model+length")
 SURFACE = 3  # log word count, has a code block, lines / 10
@@ -144,8 +147,16 @@ class Featurizer:
         return np.concatenate(parts).astype(np.float32)
 
     def pair_matrices(self, pairs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor]:
-        first = np.stack([self(p.instruction, p.first, p.first_model) for p in pairs])
-        second = np.stack([self(p.instruction, p.second, p.second_model) for p in pairs])
+        rows: dict[tuple[str, str, str], np.ndarray] = {}  # an answer is in many pairs: build its row once
+
+        def row(instruction: str, answer: str, model: str) -> np.ndarray:
+            key = (instruction, answer, model)
+            if key not in rows:
+                rows[key] = self(instruction, answer, model)
+            return rows[key]
+
+        first = np.stack([row(p.instruction, p.first, p.first_model) for p in pairs])
+        second = np.stack([row(p.instruction, p.second, p.second_model) for p in pairs])
         return torch.from_numpy(first), torch.from_numpy(second)
 
 
@@ -238,12 +249,6 @@ def example_fold(example: Mapping[str, Any], folds: int, seed: int) -> int:
     return prompt_fold(prompt_key(example["instruction"]), folds, seed)
 
 
-def top1_win_rate(model: RewardModel, examples: Sequence[Mapping[str, Any]], score_key: str) -> float:
-    """Mean ``score_key`` of the candidate the model ranks first."""
-    picks = [int(np.argmax(s)) for s in model.score_examples(examples)]
-    return float(np.mean([ex["candidates"][k]["scores"][score_key] for ex, k in zip(examples, picks)]))
-
-
 def choose_features(train: Sequence[Preference], pool_train: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache,
                     models: tuple[str, ...], settings: TrainingSettings, *, folds: int, seed: int, score_key: str,
                     candidates: Sequence[str] = FEATURES) -> tuple[str, dict[str, float]]:
@@ -255,7 +260,8 @@ def choose_features(train: Sequence[Preference], pool_train: Sequence[Mapping[st
     scores = {}
     for features in candidates:
         model = train_reward_model(fit, Featurizer(embeddings, models, features), settings)
-        scores[features] = top1_win_rate(model, val_pool, score_key)
+        picks = selections_from_scores(model.score_examples(val_pool))
+        scores[features] = win_rate_vs_reference(val_pool, picks, key=score_key) / 100
     return max(scores, key=lambda k: (scores[k], -candidates.index(k))), scores
 
 
@@ -269,6 +275,10 @@ class RewardModelCV:
     curves: dict[int, list[dict[str, float]]]
     train_pairs: dict[int, int]
     seconds: float
+
+    def curve_table(self) -> pd.DataFrame:
+        """The learning curves of every fold, one row per point, with a ``fold`` column."""
+        return pd.DataFrame([{**point, "fold": str(fold)} for fold, points in self.curves.items() for point in points])
 
 
 def cross_validate_reward_model(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preference], embeddings: EmbeddingCache, *,

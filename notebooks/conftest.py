@@ -12,20 +12,14 @@ from __future__ import annotations
 
 import pytest
 
-from blender_lib.preflight import chapter_needs
-from blender_lib.real_data import find_data_root
+from blender_lib.preflight import ChapterNeeds, chapter_needs, real_data_findings
 
 
-def missing_real_data(datasets: tuple[str, ...]) -> str | None:
-    """Why a real-data chapter cannot run here, or None when its data is present."""
-    root = find_data_root()
-    if root is None:
-        return ("the real data is absent (no $BLENDER_BOOK_SHARED_DATA, ../shared/data or `blender-book fetch-data` "
-                "copy); see blender_lib/real_data.py for where to get AlpacaEval, LLMBar and FLASK")
-    lacking = [name for name in datasets if not (root / name).is_dir()]
-    if lacking:
-        return f"the real data at {root} lacks {lacking}; see blender_lib/real_data.py for where to get them"
-    return None
+def missing_real_data(name: str, needs: ChapterNeeds) -> str | None:
+    """Why a real-data chapter cannot run here (the runner's own check, parameters left at their
+    defaults), or None when its data is present."""
+    findings = real_data_findings(name, needs, {})
+    return f"{findings[0].problem}; {findings[0].fix}" if findings else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,7 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         name = item.path.name
         if name not in reasons:  # each chapter's notebook metadata declares the real data it reads
-            needs = chapter_needs(item.path).real_data if item.path.suffix == ".ipynb" else ()
-            reasons[name] = missing_real_data(needs) if needs else None
+            needs = chapter_needs(item.path) if item.path.suffix == ".ipynb" else None
+            reasons[name] = missing_real_data(name, needs) if needs and needs.real_data else None
         if reasons[name] is not None:
             item.add_marker(pytest.mark.skip(reason=f"{name}: {reasons[name]}"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,13 @@ def test_the_shared_real_data(shared_data):
     train, test = P.split_by_prompt(prefs, 0, 2)
     assert {p.prompt_key for p in train}.isdisjoint({p.prompt_key for p in test})
     assert 0.4 < len(test) / len(prefs) < 0.6
+
+
+def test_length_agreement_reads_decisive_pairs_of_different_lengths():
+    def pref(first: str, second: str, label: float) -> P.Preference:
+        return P.Preference("s", first, P.prompt_key("q"), "q", first, second, "a", "b", label)
+
+    prefs = [pref("one two three", "one", 1.0), pref("one two", "one", 0.0), pref("one", "two", 1.0),
+             pref("one two", "one", P.TIE)]
+    assert P.length_agreement(prefs) == 0.5  # equal lengths and the tie are left out
+    assert np.isnan(P.length_agreement([]))
