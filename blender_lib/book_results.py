@@ -273,7 +273,7 @@ def zooter_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame.from_dict(_rows(_require(results, ZOOTER), "side_by_side", ZOOTER), orient="index")
 
 
-REAL_LLMS_KEYS: tuple[str, ...] = ("win_rates_reward_model", "win_rates_router_subset", "win_rates_pairranker_subset", "win_rates_flask_tags",
+REAL_LLMS_KEYS: tuple[str, ...] = ("held_out_comparison", "win_rates_reward_model", "win_rates_router_subset", "win_rates_pairranker_subset", "win_rates_flask_tags",
                                    "cost", "table", "side_by_side")
 
 

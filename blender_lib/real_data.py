@@ -873,13 +873,17 @@ def load_llmbar(root: str | Path | None = None, subsets: Sequence[str] | None = 
 
 
 def _check_scores(examples: Sequence[Mapping[str, Any]], scores: Sequence[Any]) -> list[np.ndarray]:
+    """Per example, a vector (one score per candidate, higher is better) or a pairwise model's N x N
+    matrix (M[i, j] > M[j, i]: i preferred to j); see :func:`_prefers`."""
     if len(scores) != len(examples):
         raise ValueError(f"got scores for {len(scores)} examples but {len(examples)} examples")
     out = []
     for n, (ex, s) in enumerate(zip(examples, scores)):
         s = np.asarray(s, dtype=float)
-        if s.shape != (len(ex["candidates"]),):
-            raise ValueError(f"example {ex.get('id', n)!r}: {s.shape} scores for {len(ex['candidates'])} candidates")
+        size = len(ex["candidates"])
+        if s.shape not in ((size,), (size, size)):
+            raise ValueError(f"example {ex.get('id', n)!r}: {s.shape} scores for {size} candidates "
+                             f"(one per candidate, or a pair matrix of {size} x {size})")
         if not np.isfinite(s).all():
             raise ValueError(f"example {ex.get('id', n)!r}: scores must be finite, got {s.tolist()}")
         out.append(s)
@@ -912,12 +916,18 @@ def _gold_pairs(ex: Mapping[str, Any], gold: str) -> list[tuple[int, int, int]]:
             for i, j in itertools.combinations(range(len(values)), 2)]
 
 
+def _prefers(scores: np.ndarray, i: int, j: int) -> float:
+    """How much a method prefers candidate i to j: s[i] - s[j] for per-candidate scores, M[i, j] - M[j, i]
+    for a pair matrix (a pairwise model's own verdict on that pair, not an aggregate)."""
+    return float(scores[i] - scores[j]) if scores.ndim == 1 else float(scores[i, j] - scores[j, i])
+
+
 def preference_agreement(examples: Sequence[Mapping[str, Any]], scorer_scores: Sequence[Any], *,
                          gold: str = "cmp_results") -> dict[str, float]:
     """How often a method orders a candidate pair as the gold label does.
 
     ``scorer_scores[k]`` gives one score per candidate of example k (higher = better: a metric, our
-    judge's or PairRanker's scores). ``gold="cmp_results"`` reads the examples' pairwise labels (LLMBar's
+    judge's or PairRanker's scores), or a pairwise model's N x N matrix of example k. ``gold="cmp_results"`` reads the examples' pairwise labels (LLMBar's
     gold label, AlpacaEval's derived ones); any other value names a per-candidate score whose order is
     the gold one (``"gpt4_pref"``: a pair counts where GPT-4 judged the two differently against the
     reference). Gold ties ("Same good/bad", equal scores) and method ties (equal scores) are left out
@@ -930,11 +940,11 @@ def preference_agreement(examples: Sequence[Mapping[str, Any]], scorer_scores: S
         for i, j, sign in _gold_pairs(ex, gold):
             if sign == 0:
                 gold_ties += 1
-            elif s[i] == s[j]:
+            elif _prefers(s, i, j) == 0:
                 method_ties += 1
             else:
                 decisive += 1
-                agree += int(np.sign(s[i] - s[j])) == sign
+                agree += int(np.sign(_prefers(s, i, j))) == sign
     return {"agreement": agree / decisive if decisive else float("nan"), "n_pairs": decisive, "n_agree": agree,
             "n_gold_ties": gold_ties, "n_method_ties": method_ties}
 
@@ -947,8 +957,7 @@ def paired_agreement_gap(examples: Sequence[Mapping[str, Any]], scores_a: Sequen
     a_scores, b_scores = _check_scores(examples, scores_a), _check_scores(examples, scores_b)
     per_example = []
     for ex, a, b in zip(examples, a_scores, b_scores):
-        credit = [(0.5 if a[i] == a[j] else float(np.sign(a[i] - a[j]) == sign),
-                   0.5 if b[i] == b[j] else float(np.sign(b[i] - b[j]) == sign))
+        credit = [tuple(0.5 if _prefers(s, i, j) == 0 else float(np.sign(_prefers(s, i, j)) == sign) for s in (a, b))
                   for i, j, sign in _gold_pairs(ex, gold) if sign != 0]
         per_example.append(np.array(credit).reshape(-1, 2))
     counts = np.array([len(c) for c in per_example], dtype=float)

@@ -275,6 +275,9 @@ class RewardModelCV:
     curves: dict[int, list[dict[str, float]]]
     train_pairs: dict[int, int]
     seconds: float
+    # fold -> each pool example's scores by that fold's model (in-sample on its training prompts): the
+    # rewards a router distils from, as ZOOTER distils from a reward model on its training queries
+    fold_scores: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
     def curve_table(self) -> pd.DataFrame:
         """The learning curves of every fold, one row per point, with a ``fold`` column."""
@@ -307,8 +310,9 @@ def cross_validate_reward_model(pool: Sequence[Mapping[str, Any]], prefs: Sequen
         model = train_reward_model(train, Featurizer(embeddings, models, chosen), settings,
                                    validation=[held_out[int(k)] for k in sorted(sample)])
         out.features[fold], out.curves[fold], out.train_pairs[fold] = chosen, model.curve, model.train_pairs
-        for n, values in zip(test, model.score_examples([pool[n] for n in test])):
-            scores[n] = values
+        out.fold_scores[fold] = model.score_examples(pool)
+        for n in test:
+            scores[n] = out.fold_scores[fold][n]
     out.scores = [s for s in scores if s is not None]
     if len(out.scores) != len(pool):
         raise ValueError("some pool examples fell in no fold")

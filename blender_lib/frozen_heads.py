@@ -1,0 +1,425 @@
+"""PairRanker's pairwise comparison and ZOOTER's router, as small heads on frozen, cached embeddings.
+
+A cross-encoder PairRanker or a fine-tuned router does not learn on a 2-core CPU at the scale where it
+learns (chapter 6's first attempts: 40 and 400 prompts, one epoch). Both heads here keep the papers'
+interfaces and losses but read the embeddings that :mod:`blender_lib.reward_model` computes once per
+text and caches, so they train on every judgment of the training prompts in about a minute.
+
+**PairRanker head.** A logit for "answer a beats answer b" on instruction x, from both answers:
+
+    f(x, a, b) = w . (phi_a - phi_b) + g([phi_a, phi_b]) - g([phi_b, phi_a])
+
+``phi`` is the reward model's feature vector (:class:`reward_model.Featurizer`). The linear part *is*
+the Bradley-Terry reward model; ``g``, a one-hidden-layer MLP over both answers' features, adds what
+depends on the pair. ``f`` is antisymmetric by construction (f(x, a, b) = -f(x, b, a)), trained with
+PairRanker's pairwise logistic loss, and aggregated as PairRanker is: max-logits over the full N x N
+matrix, or one bubble pass (N - 1 comparisons). It is *not* a cross-encoder: the encoder never reads the
+two answers together, only the head does.
+
+**Router head.** ZOOTER's router maps the query alone to a distribution over the N models and is
+trained with KL divergence to the per-query reward distribution (optionally tag-enhanced,
+:func:`zooter.enhance_labels`). Here the query's frozen embedding feeds a linear softmax layer.
+
+Both pick their epoch on validation prompts carved out of the training prompts (best-on-validation),
+record a learning curve on the held-out fold (it decides nothing), and are cached by a key of their
+settings and a fingerprint of their training data, so a rerun loads instead of training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import paths
+from .preferences import Preference, decisive, prompt_fold, prompt_key
+from .rankers import bubble_winner, max_logits
+from .reward_model import EmbeddingCache, Featurizer, example_fold
+from .zooter import enhance_labels, kl_loss, reward_labels
+
+INNER_SEED_OFFSET = 1_000  # the inner validation split's hash seed: independent of the folds'
+
+
+def inner_validation(key: str, seed: int) -> bool:
+    """Whether a training prompt (by its key) is an inner validation prompt: a seeded fifth of them (the
+    heads keep most prompts to train on)."""
+    return prompt_fold(key, 5, seed + INNER_SEED_OFFSET) == 0
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """The PairRanker head's defaults (chosen on chapter 6's inner validation prompts: a wider pair
+    term, 256 units, or smaller batches overfit within 3 epochs and picked worse answers)."""
+
+    hidden: int = 64
+    epochs: int = 15
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    dropout: float = 0.2
+    batch_size: int = 2048
+    seed: int = 0
+
+
+ROUTER_SETTINGS = HeadSettings(hidden=0, epochs=200, lr=1e-3, weight_decay=0.1, dropout=0.0, batch_size=64)
+
+
+def data_fingerprint(rows: Sequence[Any]) -> str:
+    """A short hash of the training rows' text (any repr-stable values): the cache key's data part."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(repr(row).encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _cache_file(kind: str, key: Mapping[str, Any]):
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:20]
+    folder = paths.cache_dir() / "frozen_heads" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.pt"
+
+
+def _save(path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: an interrupted save leaves no half file
+
+
+@dataclass
+class FitReport:
+    """What one training run did: its learning curve, the epoch kept and how fast it went."""
+
+    curve: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_validation: float = float("nan")
+    train_rows: int = 0
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    loaded: bool = False
+
+
+def fit(net: nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], n_rows: int, settings: HeadSettings, *,
+        validate: Callable[[], float], curve: Callable[[], float] | None = None, curve_points: int = 8) -> FitReport:
+    """Minibatch AdamW over ``n_rows`` training rows (``batch_loss`` takes their indices), keeping the
+    parameters of the epoch with the best ``validate()`` (higher is better). ``curve()`` is read
+    ``curve_points`` times in the first epoch and after every epoch, for the learning curve only."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    report = FitReport(train_rows=n_rows)
+    best_state, seen, start = None, 0, time.perf_counter()
+    steps = -(-n_rows // settings.batch_size)
+    early = max(1, steps // curve_points)
+    for epoch in range(1, settings.epochs + 1):
+        net.train()
+        order = torch.randperm(n_rows, generator=generator)
+        for step, begin in enumerate(range(0, n_rows, settings.batch_size)):
+            loss = batch_loss(order[begin:begin + settings.batch_size])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += min(settings.batch_size, n_rows - begin)
+            if curve is not None and epoch == 1 and (step + 1) % early == 0 and step != steps - 1:
+                net.eval()
+                report.curve.append({"pairs seen": seen, "epoch": epoch, "held-out": curve()})
+                net.train()
+        net.eval()
+        score = validate()
+        if curve is not None:
+            report.curve.append({"pairs seen": seen, "epoch": epoch, "held-out": curve()})
+        if best_state is None or score > report.best_validation:
+            report.best_epoch, report.best_validation = epoch, score
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    report.seconds = time.perf_counter() - start
+    report.rows_per_second = seen / report.seconds if report.seconds else float("nan")
+    net.load_state_dict(best_state)
+    net.eval()
+    return report
+
+
+# -- the PairRanker head -----------------------------------------------------------------------------
+
+class PairHead(nn.Module):
+    """f(a, b) = w . (a - b) + g([a, b]) - g([b, a]) on two answers' feature rows: antisymmetric."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, 1, bias=False)
+        self.pair = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.pair[-1].weight)  # it starts as the Bradley-Terry model; the pair term grows from zero
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        both, swapped = torch.cat([a, b], dim=-1), torch.cat([b, a], dim=-1)
+        return (self.linear(a - b) + self.pair(both) - self.pair(swapped)).squeeze(-1)
+
+
+@torch.no_grad()
+def pair_accuracy(head: PairHead, first: torch.Tensor, second: torch.Tensor, label: torch.Tensor) -> float:
+    """The share of decisive pairs ordered as the label orders them (a zero logit counts half)."""
+    logit = head(first, second)
+    right = torch.where(logit == 0, torch.full_like(logit, 0.5), ((logit > 0).float() == label).float())
+    return float(right.mean())
+
+
+@dataclass
+class TrainedPairHead:
+    featurizer: Featurizer
+    head: PairHead
+    report: FitReport
+
+    @torch.no_grad()
+    def matrix(self, instruction: str, answers: Sequence[str], models: Sequence[str]) -> np.ndarray:
+        """M[i, j] = f(x, answer_i, answer_j), the logit that i beats j (antisymmetric, zero diagonal)."""
+        rows = torch.from_numpy(np.stack([self.featurizer(instruction, a, m) for a, m in zip(answers, models)]))
+        n = len(rows)
+        i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        return self.head(rows[i.flatten()], rows[j.flatten()]).reshape(n, n).numpy().astype(float)
+
+    def example_matrices(self, examples: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+        return [self.matrix(ex["instruction"], [c["text"] for c in ex["candidates"]], [c["model"] for c in ex["candidates"]])
+                for ex in examples]
+
+
+def _pair_tensors(featurizer: Featurizer, pairs: Sequence[Preference]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    first, second = featurizer.pair_matrices(pairs)
+    return first, second, torch.tensor([p.label for p in pairs], dtype=torch.float32)
+
+
+def pair_fingerprint(pairs: Sequence[Preference]) -> str:
+    return data_fingerprint([(p.pair_id, p.instruction, p.first, p.second, p.first_model, p.second_model, p.label, p.weight)
+                             for p in pairs])
+
+
+def train_pair_head(train: Sequence[Preference], featurizer: Featurizer, settings: HeadSettings = HeadSettings(), *,
+                    curve_pairs: Sequence[Preference] = (), cache_tag: str = "") -> TrainedPairHead:
+    """Train on the decisive pairs of ``train`` whose prompts are not inner-validation prompts; keep the
+    epoch with the best pairwise accuracy on those that are. ``curve_pairs`` (held-out pairs) give the
+    learning curve. The result is cached under (settings, features, encoder, data fingerprint)."""
+    pairs = decisive(train)
+    fit_pairs = [p for p in pairs if not inner_validation(p.prompt_key, settings.seed)]
+    val_pairs = [p for p in pairs if inner_validation(p.prompt_key, settings.seed)]
+    if not fit_pairs or not val_pairs:
+        raise ValueError(f"need decisive pairs both to fit and to validate on; got {len(fit_pairs)} and {len(val_pairs)}")
+    curve_set = decisive(curve_pairs)
+    dim = len(featurizer(fit_pairs[0].instruction, fit_pairs[0].first, fit_pairs[0].first_model))
+    torch.manual_seed(settings.seed)
+    head = PairHead(dim, settings.hidden, settings.dropout)
+    key = {"kind": "pair_head", "settings": asdict(settings), "features": featurizer.features, "models": featurizer.models,
+           "encoder": featurizer.embeddings.folder.name, "train": pair_fingerprint(pairs),
+           "curve": pair_fingerprint(curve_set), "tag": cache_tag}
+    path = _cache_file("pair_head", key)
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        head.load_state_dict(saved["state"])
+        head.eval()
+        return TrainedPairHead(featurizer, head, FitReport(**{**saved["report"], "loaded": True}))
+    first, second, label = _pair_tensors(featurizer, fit_pairs)
+    weight = torch.tensor([p.weight for p in fit_pairs], dtype=torch.float32)
+    val = _pair_tensors(featurizer, val_pairs)
+    held = _pair_tensors(featurizer, curve_set) if curve_set else None
+
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        logits = head(first[rows], second[rows])
+        return (nn.functional.binary_cross_entropy_with_logits(logits, label[rows], reduction="none") * weight[rows]).mean()
+
+    report = fit(head, batch_loss, len(fit_pairs), settings, validate=lambda: pair_accuracy(head, *val),
+                 curve=(lambda: pair_accuracy(head, *held)) if held else None)
+    _save(path, {"state": head.state_dict(), "report": asdict(report)})
+    return TrainedPairHead(featurizer, head, report)
+
+
+@dataclass
+class PairHeadCV:
+    """Held-out comparison matrices of every pool example and what each fold's head did."""
+
+    matrices: list[np.ndarray]
+    reports: dict[int, FitReport]
+
+    @property
+    def max_logits_selections(self) -> list[int]:
+        return [int(np.argmax(max_logits(m))) for m in self.matrices]
+
+    @property
+    def bubble_selections(self) -> list[int]:
+        return [bubble_winner(m) for m in self.matrices]
+
+    def curve_table(self):
+        import pandas as pd
+
+        return pd.DataFrame([{**{k: v for k, v in point.items() if k != "held-out"},
+                              "held-out pairwise accuracy": point["held-out"], "fold": str(fold)}
+                             for fold, report in self.reports.items() for point in report.curve])
+
+
+def cross_validate_pair_head(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preference], embeddings: EmbeddingCache, *,
+                             features: Mapping[int, str] | str, folds: int = 2, seed: int = 0,
+                             settings: HeadSettings = HeadSettings(), curve_pairs: int = 5_000) -> PairHeadCV:
+    """For each fold: train a head on every preference of the other folds' prompts (any source) and
+    compute the fold's pool examples' comparison matrices. ``features``: the feature set, or one per
+    fold (e.g. what :func:`reward_model.cross_validate_reward_model` chose)."""
+    models = tuple(sorted({p.first_model for p in prefs} | {p.second_model for p in prefs}
+                          | {c["model"] for ex in pool for c in ex["candidates"]}))
+    matrices: list[np.ndarray | None] = [None] * len(pool)
+    out = PairHeadCV([], {})
+    for fold in range(folds):
+        chosen = features if isinstance(features, str) else features[fold]
+        train = [p for p in prefs if prompt_fold(p.prompt_key, folds, seed) != fold]
+        held_out = decisive([p for p in prefs if prompt_fold(p.prompt_key, folds, seed) == fold])
+        sample = np.random.default_rng(seed).choice(len(held_out), size=min(curve_pairs, len(held_out)), replace=False)
+        trained = train_pair_head(train, Featurizer(embeddings, models, chosen), settings,
+                                  curve_pairs=[held_out[int(k)] for k in sorted(sample)], cache_tag=f"fold {fold}/{folds} seed {seed}")
+        out.reports[fold] = trained.report
+        test = [n for n, ex in enumerate(pool) if example_fold(ex, folds, seed) == fold]
+        for n, m in zip(test, trained.example_matrices([pool[n] for n in test])):
+            matrices[n] = m
+    if any(m is None for m in matrices):
+        raise ValueError("some pool examples fell in no fold")
+    out.matrices = [m for m in matrices if m is not None]
+    return out
+
+
+# -- the router head ---------------------------------------------------------------------------------
+
+@torch.no_grad()
+def _label_kl(router: nn.Module, queries: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(kl_loss(router(queries), labels))
+
+
+@dataclass
+class RouterCV:
+    """Held-out routing of every pool example: the chosen candidate, the router's probabilities."""
+
+    choices: list[int]
+    probabilities: np.ndarray
+    reports: dict[int, FitReport]
+
+
+def router_labels(rewards: np.ndarray, temperature: float, tags: Sequence[Any] | None, beta: float) -> np.ndarray:
+    """ZOOTER's training targets: softmax of z-scored rewards, tag-enhanced with ``beta`` (tag means
+    are taken over the rows given: pass training prompts only)."""
+    labels = reward_labels(rewards, temperature)
+    return enhance_labels(labels, tags, beta) if tags is not None and beta > 0 else labels
+
+
+def cross_validate_router_head(pool: Sequence[Mapping[str, Any]], rewards: np.ndarray | Mapping[int, np.ndarray],
+                               embeddings: EmbeddingCache, *,
+                               folds: int = 2, seed: int = 0, temperature: float = 1.0, tags: Sequence[Any] | None = None,
+                               beta: float = 0.0, settings: HeadSettings = ROUTER_SETTINGS) -> RouterCV:
+    """For each fold: labels from the other folds' rewards (``rewards[n]``: one per candidate model of
+    pool example n, same model order in every example; or fold -> such a matrix, e.g. a reward model
+    trained without that fold, of which only the training rows are read), a linear softmax router on the frozen query
+    embedding trained with KL to them (epoch kept on inner validation prompts), and the fold's
+    queries routed to their most probable model. The router never reads an answer or a held-out reward."""
+    models = [tuple(c["model"] for c in ex["candidates"]) for ex in pool]
+    if len(set(models)) != 1:
+        raise ValueError("the router needs the same candidate models, in the same order, in every example")
+    by_fold = {f: np.asarray(rewards[f] if isinstance(rewards, Mapping) else rewards, dtype=float) for f in range(folds)}
+    for f, matrix in by_fold.items():
+        if matrix.shape != (len(pool), len(models[0])):
+            raise ValueError(f"rewards (fold {f}) must have shape {(len(pool), len(models[0]))}, got {matrix.shape}")
+    queries = torch.from_numpy(np.stack([embeddings[ex["instruction"]] for ex in pool]))
+    keys = [prompt_key(ex["instruction"]) for ex in pool]
+    fold_of = [example_fold(ex, folds, seed) for ex in pool]
+    probabilities = np.zeros((len(pool), len(models[0])))
+    reports = {}
+    for fold in range(folds):
+        train = [n for n in range(len(pool)) if fold_of[n] != fold]
+        test = [n for n in range(len(pool)) if fold_of[n] == fold]
+        rewards = by_fold[fold]
+        labels = router_labels(rewards[train], temperature, [tags[n] for n in train] if tags is not None else None, beta)
+        inner = np.array([inner_validation(keys[n], seed) for n in train])
+        fit_rows, val_rows = np.flatnonzero(~inner), np.flatnonzero(inner)
+        x, y = queries[train], torch.from_numpy(labels).float()
+        held_y = torch.from_numpy(reward_labels(rewards[test], temperature)).float()  # the curve only
+        torch.manual_seed(settings.seed)
+        router = nn.Linear(x.shape[1], len(models[0]))
+        key = {"kind": "router_head", "settings": asdict(settings), "encoder": embeddings.folder.name, "fold": fold,
+               "folds": folds, "seed": seed, "temperature": temperature, "beta": beta,
+               "data": data_fingerprint([(keys[n], rewards[n].round(6).tolist(), tags[n] if tags is not None else None)
+                                         for n in range(len(pool))])}
+        path = _cache_file("router_head", key)
+        if path.exists():
+            saved = torch.load(path, weights_only=False)
+            router.load_state_dict(saved["state"])
+            report = FitReport(**{**saved["report"], "loaded": True})
+        else:
+            fit_x, fit_y = x[fit_rows], y[fit_rows]
+            report = fit(router, lambda rows: kl_loss(router(fit_x[rows]), fit_y[rows]), len(fit_rows), settings,
+                         validate=lambda: -_label_kl(router, x[val_rows], y[val_rows]),
+                         curve=lambda: -_label_kl(router, queries[test], held_y), curve_points=1)
+            _save(path, {"state": router.state_dict(), "report": asdict(report)})
+        reports[fold] = report
+        with torch.no_grad():
+            probabilities[test] = torch.softmax(router(queries[test]), dim=-1).numpy()
+    return RouterCV([int(k) for k in probabilities.argmax(axis=1)], probabilities, reports)
+
+
+# -- every method on the same held-out prompts ---------------------------------------------------------
+
+PAIR_MAX_LOGITS, PAIR_BUBBLE = "PairRanker head (max-logits)", "PairRanker head (bubble)"
+RMR = "RMR (our reward model)"  # the offline stand-in of RMR's reward model: see the module docstring
+ROUTER_GPT4, ROUTER_TAGS, ROUTER_DISTILLED = ("ZOOTER router head (GPT-4 verdicts)", "ZOOTER router head (GPT-4 verdicts, source tags beta {beta})",
+                                              "ZOOTER router head (distilled from our reward model)")
+BEST_SINGLE, LONGEST, RANDOM, ORACLE = "Best single on training folds", "Longest answer", "Random", "Oracle (GPT-4 verdicts)"
+
+
+@dataclass
+class HeldOutComparison:
+    """Each selector's pick on every pool example, all made by models that never trained on its prompt."""
+
+    selections: dict[str, list[int]]
+    reward: Any  # reward_model.RewardModelCV
+    pair: PairHeadCV
+    routers: dict[str, RouterCV]
+    best_by_fold: dict[int, str]
+    seconds: dict[str, float]
+
+
+def compare_held_out(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preference], embeddings: EmbeddingCache, *,
+                     folds: int = 2, seed: int = 0, score_key: str, reward: Any = None, reward_settings: Any = None,
+                     head_settings: HeadSettings = HeadSettings(), router_settings: HeadSettings = ROUTER_SETTINGS,
+                     beta: float = 0.3, temperature: float = 1.0) -> HeldOutComparison:
+    """RMR with our reward model, the PairRanker head (max-logits and bubble), three router heads
+    (GPT-4 verdicts as rewards; the same with AlpacaEval-source tag enhancement; distilled from our
+    reward model, ZOOTER's own setting) and the baselines, on the folds of :func:`example_fold`.
+    ``reward``: a finished :func:`reward_model.cross_validate_reward_model` on this pool and these
+    folds (else it is run here with ``reward_settings``)."""
+    from .baselines import random_scores
+    from .real_data import best_single_selections, oracle_selections, word_counts
+    from .reward_model import TrainingSettings, cross_validate_reward_model
+    from .zooter import data_tags, metric_rewards
+
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    if reward is None:
+        reward = cross_validate_reward_model(pool, prefs, embeddings, folds=folds, seed=seed, score_key=score_key,
+                                             settings=reward_settings or TrainingSettings(seed=seed))
+    seconds["reward model"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pair = cross_validate_pair_head(pool, prefs, embeddings, features=reward.features, folds=folds, seed=seed,
+                                    settings=head_settings)
+    seconds["PairRanker head"] = time.perf_counter() - start
+    start = time.perf_counter()
+    verdicts = metric_rewards(pool, score_key)
+    distilled = {fold: np.stack(scores) for fold, scores in reward.fold_scores.items()}
+    tags = data_tags(pool, "first")
+    common = {"folds": folds, "seed": seed, "temperature": temperature, "settings": router_settings}
+    routers = {ROUTER_GPT4: cross_validate_router_head(pool, verdicts, embeddings, **common),
+               ROUTER_TAGS.format(beta=beta): cross_validate_router_head(pool, verdicts, embeddings, tags=tags, beta=beta, **common),
+               ROUTER_DISTILLED: cross_validate_router_head(pool, distilled, embeddings, **common)}
+    seconds["routers"] = time.perf_counter() - start
+    best, best_by_fold = best_single_selections(pool, {ex["id"]: example_fold(ex, folds, seed) for ex in pool}, key=score_key)
+    selections = {RMR: [int(np.argmax(s)) for s in reward.scores],
+                  PAIR_MAX_LOGITS: pair.max_logits_selections, PAIR_BUBBLE: pair.bubble_selections,
+                  **{name: run.choices for name, run in routers.items()},
+                  BEST_SINGLE: best,
+                  LONGEST: [int(np.argmax(w)) for w in word_counts(pool)],
+                  RANDOM: [int(np.argmax(s)) for s in random_scores(pool, seed)],
+                  ORACLE: oracle_selections(pool, key=score_key)}
+    return HeldOutComparison(selections, reward, pair, routers, best_by_fold, seconds)
