@@ -33,7 +33,7 @@ FETCH_DATA ?= 1
 
 execute: setup
 ifneq ($(FETCH_DATA),0)
-	$(BIN)/blender-book fetch-data --if-online || echo "[make] the download failed (above); chapter 6 keeps its stored outputs"
+	$(BIN)/blender-book fetch-data --if-online || echo "[make] the download failed (above); chapters 6 and 8 keep their stored outputs"
 endif
 	$(BIN)/blender-book run --inplace
 

@@ -150,3 +150,24 @@ def cost_quality(points: pd.DataFrame, *, quality: str, title: str,
     for ax, placed_notes in notes.items():
         _spread_labels(ax, placed_notes)
     return axes[0]
+
+
+def routing_curves(curves: pd.DataFrame, *, x: str, y: str, hue: str, col: str, title: str):
+    """One panel per ``col`` value (a dataset), one line per ``hue`` (a router); panels keep their own y."""
+    grid = sns.relplot(data=curves, x=x, y=y, hue=hue, col=col, kind="line", marker="o", height=3.4, aspect=1.0,
+                       facet_kws={"sharey": False})
+    grid.figure.suptitle(title, y=1.03)
+    return grid.axes.flat[0]
+
+
+def hulls(points: pd.DataFrame, hull_points: pd.DataFrame, *, title: str, xlabel: str, ylabel: str):
+    """Cost-quality points of each router (dots) and the non-decreasing convex hull of each (lines)."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    sns.scatterplot(data=points, x="cost", y="quality", hue="router", ax=ax, s=25, alpha=0.6, legend=False)
+    sns.lineplot(data=hull_points, x="cost", y="quality", hue="router", ax=ax, sort=False, lw=1.5, estimator=None)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return ax

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 from .io import atomic_write_json, atomic_write_text
 from .paths import FETCH_MANIFEST
 from .real_data import ALPACA_ANNOTATIONS_FILE, ALPACA_ANNOTATOR, ALPACA_WIDE_FILE, FLASK_SETS
+from .strong_weak import MT_BENCH_JUDGMENTS
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
 # Where each dataset lives: a base URL (or a local folder laid out like the upstream repository).
@@ -44,7 +45,20 @@ SOURCES: dict[str, str] = {
     "mt_bench": f"{GITHUB_RAW}/lm-sys/FastChat/main/fastchat/llm_judge/data/mt_bench",
     # FastChat's own download script takes the pregenerated answers from this space.
     "mt_bench_answers": "https://huggingface.co/spaces/lmsys/mt-bench/resolve/main/data/mt_bench/model_answer",
+    "routellm": f"{GITHUB_RAW}/lm-sys/RouteLLM/main/routellm/evals",  # chapter 8's strong/weak routing data
 }
+MMLU_SUBJECTS = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology", "college_chemistry",
+    "college_computer_science", "college_mathematics", "college_medicine", "college_physics", "computer_security",
+    "conceptual_physics", "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic", "global_facts",
+    "high_school_biology", "high_school_chemistry", "high_school_computer_science", "high_school_european_history",
+    "high_school_geography", "high_school_government_and_politics", "high_school_macroeconomics", "high_school_mathematics",
+    "high_school_microeconomics", "high_school_physics", "high_school_psychology", "high_school_statistics",
+    "high_school_us_history", "high_school_world_history", "human_aging", "human_sexuality", "international_law",
+    "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing", "medical_genetics", "miscellaneous",
+    "moral_disputes", "moral_scenarios", "nutrition", "philosophy", "prehistory", "professional_accounting",
+    "professional_law", "professional_medicine", "professional_psychology", "public_relations", "security_studies",
+    "sociology", "us_foreign_policy", "virology", "world_religions")
 ALPACA_REFERENCE = "text_davinci_003"  # AlpacaEval 1's reference, the one alpaca_eval_gpt4 judged against
 # Every AlpacaEval 1 model with outputs and GPT-4 verdicts: chapter 6's pool is chosen among them, and its
 # reward model trains on all of their pairs.
@@ -68,7 +82,7 @@ LLMBAR_SUBSETS: dict[str, str] = {
     "Processed__FairEval": "Processed/FairEval",
     "Processed__LLMEval2": "Processed/LLMEval^2",
 }
-DATASETS = ("alpaca_eval", "flask", "llmbar", "mt_bench")
+DATASETS = ("alpaca_eval", "flask", "llmbar", "mt_bench", "routellm")
 MANIFEST_FORMAT = 1
 
 
@@ -240,7 +254,7 @@ def fetch_llmbar(dest: str | Path, subsets: Sequence[str] = tuple(LLMBAR_SUBSETS
 
 
 def fetch_mt_bench(dest: str | Path, models: Sequence[str] = MT_BENCH_MODELS, *, source: str = SOURCES["mt_bench"],
-                   answers_source: str = SOURCES["mt_bench_answers"],
+                   answers_source: str = SOURCES["mt_bench_answers"], routellm_source: str = SOURCES["routellm"],
                    download: Downloader | None = None) -> dict[str, int]:
     """MT-Bench's questions and GPT-4 reference answers (FastChat) and the chosen models'
     pregenerated answers (the lmsys/mt-bench space) into ``dest/mt_bench/``."""
@@ -251,13 +265,28 @@ def fetch_mt_bench(dest: str | Path, models: Sequence[str] = MT_BENCH_MODELS, *,
     answers = _fetch(answers_source, [f"{m}.jsonl" for m in models], download, "MT-Bench model answers")
     for model, path in zip(models, answers):
         _copy(path, Path(dest) / "mt_bench" / "model_answer" / f"{model}.jsonl")
+    # RouteLLM's GPT-4 scores of its strong and weak model on MT-Bench (chapter 8)
+    judged = _fetch(routellm_source, ["mt_bench/judgements.jsonl"], download, "RouteLLM's MT-Bench judgments")[0]
+    _copy(judged, Path(dest) / MT_BENCH_JUDGMENTS)
     return {"models": len(models)}
+
+
+def fetch_routellm(dest: str | Path, *, source: str = SOURCES["routellm"], download: Downloader | None = None) -> dict[str, int]:
+    """RouteLLM's strong/weak correctness data into ``dest/routellm/``: GSM8K (with both models'
+    responses) and every MMLU subject (``mmlu_responses/mmlu_<subject>.csv``)."""
+    download = download or datasets_downloader()
+    files = ["gsm8k/gsm8k_responses.csv", *[f"mmlu/responses/mmlu_{s}.csv" for s in MMLU_SUBJECTS]]
+    for relative, path in zip(files, _fetch(source, files, download, "RouteLLM")):
+        target = "gsm8k_responses.csv" if relative.startswith("gsm8k/") else f"mmlu_responses/{Path(relative).name}"
+        _copy(path, Path(dest) / "routellm" / target)
+    return {"files": len(files)}
 
 
 def fetch_public_data(dest: str | Path, datasets: Sequence[str] = DATASETS, *,
                       sources: Mapping[str, str] | None = None, download: Downloader | None = None,
                       progress: Callable[[str], None] | None = None, force: bool = False) -> Path:
-    """Everything chapter 6 reads (its AlpacaEval pool, FLASK, LLMBar, MT-Bench) into ``dest``, with
+    """Everything chapters 6 and 8 read (the AlpacaEval pool, FLASK, LLMBar, MT-Bench, RouteLLM's
+    strong/weak data) into ``dest``, with
     each dataset's default models; returns ``dest``, ready for ``real_data.data_root(dest)`` or the
     chapter's ``data_root`` parameter. ``sources`` overrides a dataset's base URL (a mirror, or a
     local folder laid out like the upstream repository).
@@ -278,7 +307,8 @@ def fetch_public_data(dest: str | Path, datasets: Sequence[str] = DATASETS, *,
         "flask": lambda: fetch_flask(dest, source=where["flask"], download=download),
         "llmbar": lambda: fetch_llmbar(dest, source=where["llmbar"], download=download),
         "mt_bench": lambda: fetch_mt_bench(dest, source=where["mt_bench"], answers_source=where["mt_bench_answers"],
-                                           download=download),
+                                           routellm_source=where["routellm"], download=download),
+        "routellm": lambda: fetch_routellm(dest, source=where["routellm"], download=download),
     }
     complete = set() if force else set(complete_datasets(dest))
     for name in datasets:

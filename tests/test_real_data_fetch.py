@@ -15,6 +15,7 @@ import pytest
 
 from blender_lib import real_data as R
 from blender_lib import real_data_fetch as F
+from blender_lib import strong_weak as SW
 
 REF = F.ALPACA_REFERENCE
 PROMPTS = [("What is 2+2?", "vicuna"), ("Name a colour.", "koala"), ("Say hi.", "selfinstruct")]
@@ -87,7 +88,22 @@ def upstream_flask_llmbar_mt_bench(up: Path, flask_models=("gpt4",), subsets=("L
     for model in mt_models:
         _jsonl(up / "answers" / f"{model}.jsonl",
                [{"question_id": 81, "model_id": model, "choices": [{"turns": ["A", "B"]}]}])
-    return {"flask": str(flask), "llmbar": str(up / "llmbar"), "mt_bench": str(mt), "mt_bench_answers": str(up / "answers")}
+    _jsonl(up / "routellm" / "mt_bench" / "judgements.jsonl",
+           [{"question_id": 81, "model": model, "judge": ["gpt-4", "single-v1"], "score": score, "turn": turn}
+            for model, score in ((SW.WEAK, 7), (SW.STRONG, 9)) for turn in (1, 2)])
+    return {"flask": str(flask), "llmbar": str(up / "llmbar"), "mt_bench": str(mt), "mt_bench_answers": str(up / "answers"),
+            "routellm": str(up / "routellm")}
+
+
+def upstream_routellm(up: Path, subjects=F.MMLU_SUBJECTS) -> None:
+    """RouteLLM's GSM8K and MMLU correctness files laid out as upstream."""
+    header = f"prompt,{SW.WEAK},{SW.STRONG},{SW.WEAK}_response,{SW.STRONG}_response\n"
+    (up / "routellm" / "gsm8k").mkdir(parents=True, exist_ok=True)
+    (up / "routellm" / "gsm8k" / "gsm8k_responses.csv").write_text(header + '"2+2?",False,True,"5","4"\n')
+    (up / "routellm" / "mmlu" / "responses").mkdir(parents=True, exist_ok=True)
+    for subject in subjects:
+        (up / "routellm" / "mmlu" / "responses" / f"mmlu_{subject}.csv").write_text(
+            f"prompt,{SW.WEAK},{SW.STRONG}\n\"{subject}?\",True,True\n")
 
 
 def test_flask_llmbar_and_mt_bench_files_land_where_the_loaders_read(tmp_path):
@@ -98,13 +114,18 @@ def test_flask_llmbar_and_mt_bench_files_land_where_the_loaders_read(tmp_path):
 
     F.fetch_flask(dest, ["gpt4"], source=str(flask))
     F.fetch_llmbar(dest, ["LLMBar__Natural", "Processed__LLMEval2"], source=str(up / "llmbar"))
-    F.fetch_mt_bench(dest, ["gpt-4"], source=str(mt), answers_source=str(up / "answers"))
+    F.fetch_mt_bench(dest, ["gpt-4"], source=str(mt), answers_source=str(up / "answers"), routellm_source=sources["routellm"])
+    upstream_routellm(up, subjects=("anatomy", "virology"))
+    with pytest.raises(RuntimeError, match="could not download RouteLLM"):  # the other 55 subjects are not upstream
+        F.fetch_routellm(dest, source=sources["routellm"])
 
     assert [ex["tags"][0] for ex in R.load_flask(dest, ["gpt4"])] == ["skill:Readability"]
     assert R.llmbar_subsets(dest) == ["LLMBar__Natural", "Processed__LLMEval2"]
     assert len(R.load_llmbar(dest)) == 2
     [question] = R.load_mt_bench(dest, ["gpt-4"], reference=None)
     assert question["instruction"] == "Write." and question["candidates"][0]["text"] == "A"
+    scored = SW.load_mt_bench_scores(dest)
+    assert scored.prompts == ["Write."] and scored.weak.tolist() == [7.0] and scored.strong.tolist() == [9.0]
 
 
 def test_fetching_fails_clearly(tmp_path):
@@ -137,6 +158,7 @@ def upstream_everything(up: Path) -> dict[str, str]:
     sources = upstream_flask_llmbar_mt_bench(up, F.FLASK_MODELS, tuple(F.LLMBAR_SUBSETS), F.MT_BENCH_MODELS)
     models = F.BOOK_ALPACA_MODELS
     sources["alpaca_eval"] = str(upstream_alpaca_eval(up / "alpaca_eval", {m: [2, 1, 1] for m in models}))
+    upstream_routellm(up)
     return sources
 
 
@@ -168,7 +190,7 @@ def test_a_fetch_is_recorded_resumed_and_verified(tmp_path):
     resumed = CountingDownloader()
     F.fetch_public_data(dest, sources=sources, download=resumed, progress=lines.append)
     assert not any("alpaca_eval" in u for u in resumed.urls) and any("flask" in u for u in resumed.urls)
-    assert lines[0] == "alpaca_eval: already fetched and verified" and len(lines) == 4
+    assert lines[0] == "alpaca_eval: already fetched and verified" and len(lines) == len(F.DATASETS)
     F.verify_fetched(dest)
     manifest = F.read_manifest(dest)
     assert sorted(manifest["datasets"]) == sorted(F.DATASETS)
@@ -193,6 +215,9 @@ def test_a_fetch_is_recorded_resumed_and_verified(tmp_path):
     F.verify_fetched(dest)
     # the loaders read it
     assert len(R.load_llmbar(dest)) == len(F.LLMBAR_SUBSETS)
+    gsm8k, mmlu = SW.load_gsm8k(dest), SW.load_mmlu(dest)
+    assert gsm8k.weak_answers == ["5"] and gsm8k.weak.tolist() == [0.0] and gsm8k.strong.tolist() == [1.0]
+    assert len(mmlu.prompts) == len(F.MMLU_SUBJECTS) and mmlu.tags[0] == "abstract_algebra"
 
 
 def test_a_truncated_download_is_reported_not_written(tmp_path):
