@@ -334,6 +334,25 @@ def embed_texts(loaded: LoadedModel, texts: list[str], *, batch_size: int = 64, 
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
+@torch.inference_mode()
+def embed_texts_last_token(loaded: LoadedModel, texts: list[str], *, batch_size: int = 16,
+                           max_length: int = 256) -> torch.Tensor:
+    """L2-normalised last-layer hidden state at each text's last token, from a decoder-only model:
+    a causal LM reads left to right, so only its last position has seen the whole text (left
+    padding, as :func:`load_model` sets, puts that position at the end of every row)."""
+    if loaded.kind != "causal":
+        raise ValueError(f"embed_texts_last_token needs a decoder-only (causal) model, got {loaded.name!r} of kind {loaded.kind!r}")
+    if loaded.tokenizer.padding_side != "left":
+        raise ValueError("the tokenizer must pad on the left, so the last position is each text's last token")
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = loaded.tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
+                                 return_tensors="pt").to(loaded.device)
+        hidden = loaded.model(**batch, output_hidden_states=True).hidden_states[-1][:, -1, :]
+        chunks.append(torch.nn.functional.normalize(hidden.float(), dim=-1).cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
 def load_trainable_encoder(name: str, *, device: str | torch.device = "cpu", hidden_dropout: float | None = None,
                            attention_dropout: float | None = None) -> LoadedModel:
     """An encoder in float32 for fine-tuning, with dropout overrides (None keeps the checkpoint's);

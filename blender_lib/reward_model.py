@@ -101,15 +101,18 @@ def embed_missing(cache: EmbeddingCache, texts: Sequence[str], embed: Callable[[
 
 def encoder_embedder(encoder: str, max_length: int, *, dtype: str = "bf16", batch_size: int = 32
                      ) -> Callable[[list[str]], np.ndarray]:
-    """Mean-pooled embeddings of a packaged or hub encoder, loaded on first use."""
-    from .models import embed_texts, load_model
+    """Embeddings from a packaged or hub model, loaded on first use: mean-pooled for an encoder
+    (MiniLM), the last token's hidden state for a decoder-only model (SmolLM2)."""
+    from .models import embed_texts, embed_texts_last_token, load_model
 
     loaded: dict[str, Any] = {}
 
     def embed(texts: list[str]) -> np.ndarray:
         if "model" not in loaded:
             loaded["model"] = load_model(encoder, dtype=dtype)
-        return embed_texts(loaded["model"], texts, batch_size=batch_size, max_length=max_length).numpy()
+        model = loaded["model"]
+        pooled = embed_texts_last_token if model.kind == "causal" else embed_texts
+        return pooled(model, texts, batch_size=batch_size, max_length=max_length).numpy()
 
     return embed
 

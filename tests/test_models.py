@@ -75,6 +75,17 @@ def test_embed_texts_requires_an_encoder():
         models.embed_texts(loaded, ["x"])
 
 
+def test_last_token_embeddings_of_a_decoder_do_not_depend_on_padding():
+    loaded = models.load_model("smollm2-135m-instruct", device="cpu", dtype="float32")
+    texts = ["a cat on a mat", "the yield of ten-year bonds rose again this week, the third week in a row"]
+    batched = models.embed_texts_last_token(loaded, texts)  # the short text is left-padded in the batch
+    alone = torch.cat([models.embed_texts_last_token(loaded, [t]) for t in texts])
+    assert batched.shape == (2, loaded.model.config.hidden_size)
+    assert torch.allclose(batched, alone, atol=1e-4) and torch.allclose(batched.norm(dim=-1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError, match="decoder-only"):
+        models.embed_texts_last_token(models.load_model("minilm-l6", device="cpu"), ["x"])
+
+
 @pytest.mark.slow
 def test_gguf_models_convert_once_and_reload_from_the_cache():
     loaded = models.load_model("smollm2-135m-instruct", device="cpu", dtype="bf16")
