@@ -14,7 +14,8 @@ head training pairs/s, held-out pairwise accuracy, and the held-out top-1 win ra
 model) and the PairRanker head (bubble) against the reference, with the best single model's beside.
 
 Run: ``.venv/bin/python benchmarks/bench_reward_backbones.py [--out benchmarks/reward_backbones.json]``
-(about 25 minutes on 2 cores with chapter 6's MiniLM-256 embeddings cached).
+(38 minutes measured on 2 cores with chapter 6's MiniLM-256 embeddings cached; 27 of them embedding
+with SmolLM2).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -423,3 +424,21 @@ def compare_held_out(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preferen
                   RANDOM: [int(np.argmax(s)) for s in random_scores(pool, seed)],
                   ORACLE: oracle_selections(pool, key=score_key)}
     return HeldOutComparison(selections, reward, pair, routers, best_by_fold, seconds)
+
+
+BACKBONE_COLUMNS = ("median answer tokens", "answers longer than the window %", "embedding texts/s", "head training pairs/s",
+                    "reward model held-out pairwise accuracy %", "PairRanker head held-out pairwise accuracy %",
+                    "RMR win rate %", "PairRanker head (bubble) win rate %", "best single win rate %")
+
+
+def backbone_comparison(path: Any = None):
+    """The stored measurements of ``benchmarks/bench_reward_backbones.py`` (backbones and windows on a
+    seeded third of chapter 6's prompts), one row per (encoder, window), and how many prompts."""
+    import pandas as pd
+
+    source = Path(path) if path is not None else paths.BENCHMARKS_DIR / "reward_backbones.json"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is missing: run `.venv/bin/python benchmarks/bench_reward_backbones.py`")
+    stored = json.loads(source.read_text(encoding="utf-8"))
+    table = pd.DataFrame(stored["variants"]).set_index(["encoder", "max_length"])
+    return table.loc[:, list(BACKBONE_COLUMNS)], stored["prompts"]

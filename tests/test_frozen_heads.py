@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,16 @@ def test_agreement_reads_a_pair_matrix_as_the_pairwise_verdict():
     assert gap[0] == pytest.approx(-50.0)  # the vector orders both decisive pairs right, the matrix one
     with pytest.raises(ValueError, match=r"or a pair matrix of 3 x 3"):
         rd.preference_agreement([ex], [np.zeros((2, 2))], gold="win")
+
+
+def test_the_backbone_benchmark_reads_back_as_a_table(tmp_path):
+    row = {name: 1.0 for name in FH.BACKBONE_COLUMNS}
+    stored = {"prompts": 7, "variants": [{"encoder": "minilm-l6", "max_length": 128, **row, "variant seconds": 3.0},
+                                         {"encoder": "minilm-l6", "max_length": 256, **row, "variant seconds": 4.0}]}
+    path = tmp_path / "reward_backbones.json"
+    path.write_text(json.dumps(stored))
+    table, prompts = FH.backbone_comparison(path)
+    assert prompts == 7 and list(table.index) == [("minilm-l6", 128), ("minilm-l6", 256)]
+    assert list(table.columns) == list(FH.BACKBONE_COLUMNS)  # timings of the run itself are left out
+    with pytest.raises(FileNotFoundError, match="bench_reward_backbones.py"):
+        FH.backbone_comparison(tmp_path / "absent.json")
