@@ -30,6 +30,7 @@ import numpy as np
 
 from blender_lib import frozen_heads, preferences, reward_model
 from blender_lib import real_data as rd
+from blender_lib.models import token_lengths
 
 ERA_POOL = ["alpaca-7b", "vicuna-13b", "falcon-40b-instruct", "guanaco-65b", "llama-2-7b-chat-hf", "oasst-rlhf-llama-33b",
             "wizardlm-13b", "alpaca-farm-ppo-human", "phi-2"]  # chapter 6's reward_pool
@@ -43,12 +44,7 @@ def in_subset(key: str) -> bool:
 
 
 def window_coverage(encoder: str, max_length: int, answers: list[str]) -> dict[str, float]:
-    from transformers import AutoTokenizer
-
-    from blender_lib.models import resolve_model_path
-
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(encoder)[0])
-    lengths = np.array([len(ids) for ids in tok(answers, add_special_tokens=False)["input_ids"]])
+    lengths = np.array(token_lengths(answers, encoder))
     return {"median answer tokens": float(np.median(lengths)), "answers longer than the window %": float(100 * (lengths > max_length).mean())}
 
 

@@ -42,10 +42,10 @@ from torch import nn
 from . import paths
 from .preferences import Preference, decisive, prompt_fold, prompt_key
 from .rankers import bubble_winner, max_logits
-from .reward_model import EmbeddingCache, Featurizer, example_fold
+from .analysis import selections_from_scores
+from .reward_model import (INNER_SEED_OFFSET, EmbeddingCache, Featurizer, FitReport, curve_pairs_of_fold, example_fold, fit,
+                           logit_accuracy, models_of)
 from .zooter import enhance_labels, kl_loss, reward_labels
-
-INNER_SEED_OFFSET = 1_000  # the inner validation split's hash seed: independent of the folds'
 
 
 def inner_validation(key: str, seed: int) -> bool:
@@ -93,57 +93,6 @@ def _save(path, payload: dict[str, Any]) -> None:
     tmp.replace(path)  # atomic: an interrupted save leaves no half file
 
 
-@dataclass
-class FitReport:
-    """What one training run did: its learning curve, the epoch kept and how fast it went."""
-
-    curve: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_validation: float = float("nan")
-    train_rows: int = 0
-    seconds: float = 0.0
-    rows_per_second: float = 0.0
-    loaded: bool = False
-
-
-def fit(net: nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], n_rows: int, settings: HeadSettings, *,
-        validate: Callable[[], float], curve: Callable[[], float] | None = None, curve_points: int = 8) -> FitReport:
-    """Minibatch AdamW over ``n_rows`` training rows (``batch_loss`` takes their indices), keeping the
-    parameters of the epoch with the best ``validate()`` (higher is better). ``curve()`` is read
-    ``curve_points`` times in the first epoch and after every epoch, for the learning curve only."""
-    generator = torch.Generator().manual_seed(settings.seed)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    report = FitReport(train_rows=n_rows)
-    best_state, seen, start = None, 0, time.perf_counter()
-    steps = -(-n_rows // settings.batch_size)
-    early = max(1, steps // curve_points)
-    for epoch in range(1, settings.epochs + 1):
-        net.train()
-        order = torch.randperm(n_rows, generator=generator)
-        for step, begin in enumerate(range(0, n_rows, settings.batch_size)):
-            loss = batch_loss(order[begin:begin + settings.batch_size])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            seen += min(settings.batch_size, n_rows - begin)
-            if curve is not None and epoch == 1 and (step + 1) % early == 0 and step != steps - 1:
-                net.eval()
-                report.curve.append({"pairs seen": seen, "epoch": epoch, "held-out": curve()})
-                net.train()
-        net.eval()
-        score = validate()
-        if curve is not None:
-            report.curve.append({"pairs seen": seen, "epoch": epoch, "held-out": curve()})
-        if best_state is None or score > report.best_validation:
-            report.best_epoch, report.best_validation = epoch, score
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    report.seconds = time.perf_counter() - start
-    report.rows_per_second = seen / report.seconds if report.seconds else float("nan")
-    net.load_state_dict(best_state)
-    net.eval()
-    return report
-
-
 # -- the PairRanker head -----------------------------------------------------------------------------
 
 class PairHead(nn.Module):
@@ -163,9 +112,7 @@ class PairHead(nn.Module):
 @torch.no_grad()
 def pair_accuracy(head: PairHead, first: torch.Tensor, second: torch.Tensor, label: torch.Tensor) -> float:
     """The share of decisive pairs ordered as the label orders them (a zero logit counts half)."""
-    logit = head(first, second)
-    right = torch.where(logit == 0, torch.full_like(logit, 0.5), ((logit > 0).float() == label).float())
-    return float(right.mean())
+    return logit_accuracy(head(first, second), label)
 
 
 @dataclass
@@ -244,7 +191,7 @@ class PairHeadCV:
 
     @property
     def max_logits_selections(self) -> list[int]:
-        return [int(np.argmax(max_logits(m))) for m in self.matrices]
+        return selections_from_scores([max_logits(m) for m in self.matrices])
 
     @property
     def bubble_selections(self) -> list[int]:
@@ -264,17 +211,15 @@ def cross_validate_pair_head(pool: Sequence[Mapping[str, Any]], prefs: Sequence[
     """For each fold: train a head on every preference of the other folds' prompts (any source) and
     compute the fold's pool examples' comparison matrices. ``features``: the feature set, or one per
     fold (e.g. what :func:`reward_model.cross_validate_reward_model` chose)."""
-    models = tuple(sorted({p.first_model for p in prefs} | {p.second_model for p in prefs}
-                          | {c["model"] for ex in pool for c in ex["candidates"]}))
+    models = models_of(pool, prefs)
     matrices: list[np.ndarray | None] = [None] * len(pool)
     out = PairHeadCV([], {})
     for fold in range(folds):
         chosen = features if isinstance(features, str) else features[fold]
         train = [p for p in prefs if prompt_fold(p.prompt_key, folds, seed) != fold]
-        held_out = decisive([p for p in prefs if prompt_fold(p.prompt_key, folds, seed) == fold])
-        sample = np.random.default_rng(seed).choice(len(held_out), size=min(curve_pairs, len(held_out)), replace=False)
         trained = train_pair_head(train, Featurizer(embeddings, models, chosen), settings,
-                                  curve_pairs=[held_out[int(k)] for k in sorted(sample)], cache_tag=f"fold {fold}/{folds} seed {seed}")
+                                  curve_pairs=curve_pairs_of_fold(prefs, fold, folds=folds, seed=seed, limit=curve_pairs),
+                                  cache_tag=f"fold {fold}/{folds} seed {seed}")
         out.reports[fold] = trained.report
         test = [n for n, ex in enumerate(pool) if example_fold(ex, folds, seed) == fold]
         for n, m in zip(test, trained.example_matrices([pool[n] for n in test])):
@@ -416,12 +361,12 @@ def compare_held_out(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preferen
                ROUTER_DISTILLED: cross_validate_router_head(pool, distilled, embeddings, **common)}
     seconds["routers"] = time.perf_counter() - start
     best, best_by_fold = best_single_selections(pool, {ex["id"]: example_fold(ex, folds, seed) for ex in pool}, key=score_key)
-    selections = {RMR: [int(np.argmax(s)) for s in reward.scores],
+    selections = {RMR: selections_from_scores(reward.scores),
                   PAIR_MAX_LOGITS: pair.max_logits_selections, PAIR_BUBBLE: pair.bubble_selections,
                   **{name: run.choices for name, run in routers.items()},
                   BEST_SINGLE: best,
-                  LONGEST: [int(np.argmax(w)) for w in word_counts(pool)],
-                  RANDOM: [int(np.argmax(s)) for s in random_scores(pool, seed)],
+                  LONGEST: selections_from_scores(word_counts(pool)),
+                  RANDOM: selections_from_scores(random_scores(pool, seed)),
                   ORACLE: oracle_selections(pool, key=score_key)}
     return HeldOutComparison(selections, reward, pair, routers, best_by_fold, seconds)
 

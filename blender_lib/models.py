@@ -18,6 +18,7 @@ import inspect
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -332,6 +333,14 @@ def embed_texts(loaded: LoadedModel, texts: list[str], *, batch_size: int = 64, 
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         chunks.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
     return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def token_lengths(texts: Sequence[str], model: str) -> list[int]:
+    """Each text's length in ``model``'s tokens (no special tokens), from its tokenizer alone."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model)[0])
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 @torch.inference_mode()

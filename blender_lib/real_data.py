@@ -1460,13 +1460,10 @@ def llmbar_sample(root: str | Path | None, subsets: Sequence[str], n_per_subset:
 def add_token_counts(examples: Sequence[dict], tokenizer: str = "smollm2-135m-instruct") -> None:
     """Set each candidate's ``n_tokens`` (its length in ``tokenizer``'s tokens) where missing, so
     ``zooter.cost_table`` can count the tokens a method has generated."""
-    from transformers import AutoTokenizer
-
-    from .models import resolve_model_path
+    from .models import token_lengths
 
     todo = [c for ex in examples for c in ex["candidates"] if "n_tokens" not in c]
     if not todo:
         return
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer)[0])
-    for c, ids in zip(todo, tok([c["text"] for c in todo], add_special_tokens=False)["input_ids"]):
-        c["n_tokens"] = len(ids)
+    for c, length in zip(todo, token_lengths([c["text"] for c in todo], tokenizer)):
+        c["n_tokens"] = length

@@ -201,12 +201,77 @@ class RewardModel:
                            [c["model"] for c in ex["candidates"]]) for ex in examples]
 
 
+def logit_accuracy(logit: torch.Tensor, label: torch.Tensor) -> float:
+    """The share of decisive pairs whose logit ("first is better") orders them as the label does; a
+    zero logit (the model's tie) counts half."""
+    right = torch.where(logit == 0, torch.full_like(logit, 0.5), ((logit > 0).float() == label).float())
+    return float(right.mean())
+
+
 @torch.no_grad()
 def pairwise_accuracy(linear: torch.nn.Linear, first: torch.Tensor, second: torch.Tensor, label: torch.Tensor) -> float:
     """The share of decisive pairs the model orders as the label does (ties of the model count half)."""
-    diff = (linear(first) - linear(second)).squeeze(-1)
-    right = torch.where(diff == 0, torch.full_like(diff, 0.5), ((diff > 0).float() == label).float())
-    return float(right.mean())
+    return logit_accuracy((linear(first) - linear(second)).squeeze(-1), label)
+
+
+# -- one minibatch loop for every head trained on cached embeddings ----------------------------------
+
+@dataclass
+class FitReport:
+    """What one training run did: its learning curve, the epoch kept and how fast it went."""
+
+    curve: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_validation: float = float("nan")
+    train_rows: int = 0
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    loaded: bool = False
+
+
+def fit(net: torch.nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], n_rows: int, settings: Any, *,
+        validate: Callable[[], float] | None, curve: Callable[[], float] | None = None, curve_points: int = 8,
+        curve_name: str = "held-out") -> FitReport:
+    """Minibatch AdamW over ``n_rows`` training rows (``batch_loss`` takes their indices) with the
+    ``epochs``, ``lr``, ``weight_decay``, ``batch_size`` and ``seed`` of ``settings``. With
+    ``validate`` (higher is better) the parameters of its best epoch are kept, else the last ones.
+    ``curve()`` is read ``curve_points`` times in the first epoch and after every epoch, under
+    ``curve_name``: the learning curve, which decides nothing."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    report = FitReport(train_rows=n_rows)
+    best_state, seen, start = None, 0, time.perf_counter()
+    steps = -(-n_rows // settings.batch_size)
+    early = max(1, steps // curve_points)
+    for epoch in range(1, settings.epochs + 1):
+        net.train()
+        order = torch.randperm(n_rows, generator=generator)
+        for step, begin in enumerate(range(0, n_rows, settings.batch_size)):
+            loss = batch_loss(order[begin:begin + settings.batch_size])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += min(settings.batch_size, n_rows - begin)
+            if curve is not None and epoch == 1 and (step + 1) % early == 0 and step != steps - 1:
+                net.eval()
+                report.curve.append({"pairs seen": seen, "epoch": epoch, curve_name: curve()})
+                net.train()
+        net.eval()
+        if curve is not None:
+            report.curve.append({"pairs seen": seen, "epoch": epoch, curve_name: curve()})
+        if validate is None:
+            report.best_epoch = epoch
+            continue
+        score = validate()
+        if best_state is None or score > report.best_validation:
+            report.best_epoch, report.best_validation = epoch, score
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    report.seconds = time.perf_counter() - start
+    report.rows_per_second = seen / report.seconds if report.seconds else float("nan")
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return report
 
 
 def train_reward_model(pairs: Sequence[Preference], featurizer: Featurizer, settings: TrainingSettings = TrainingSettings(),
@@ -223,33 +288,39 @@ def train_reward_model(pairs: Sequence[Preference], featurizer: Featurizer, sett
     weight = torch.tensor([p.weight for p in pairs], dtype=torch.float32)
     held = decisive(validation)
     val = (*featurizer.pair_matrices(held), torch.tensor([p.label for p in held], dtype=torch.float32)) if held else None
-    generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     linear = torch.nn.Linear(first.shape[1], 1)
-    optimizer = torch.optim.AdamW(linear.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    model = RewardModel(featurizer, linear, train_pairs=len(pairs))
-    seen, batches_per_epoch = 0, -(-len(pairs) // settings.batch_size)
-    early = max(1, batches_per_epoch // curve_points)
-    for epoch in range(settings.epochs):
-        order = torch.randperm(len(pairs), generator=generator)
-        for step, begin in enumerate(range(0, len(pairs), settings.batch_size)):
-            batch = order[begin:begin + settings.batch_size]
-            loss = pairwise_loss(linear(first[batch]).squeeze(-1), linear(second[batch]).squeeze(-1), label[batch], weight[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            seen += len(batch)
-            if val is not None and ((epoch == 0 and (step + 1) % early == 0) or step == batches_per_epoch - 1):
-                model.curve.append({"pairs seen": seen, "epoch": epoch + 1,
-                                    "held-out pairwise accuracy": pairwise_accuracy(linear, *val)})
-    model.seconds = time.perf_counter() - start
-    return model
+
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        return pairwise_loss(linear(first[rows]).squeeze(-1), linear(second[rows]).squeeze(-1), label[rows], weight[rows])
+
+    report = fit(linear, batch_loss, len(pairs), settings, validate=None, curve_points=curve_points,
+                 curve=(lambda: pairwise_accuracy(linear, *val)) if val is not None else None,
+                 curve_name="held-out pairwise accuracy")
+    return RewardModel(featurizer, linear, report.curve, train_pairs=len(pairs), seconds=time.perf_counter() - start)
 
 
 # -- cross-validation by prompt on a candidate pool ---------------------------------------------------
 
+INNER_SEED_OFFSET = 1_000  # the hash seed of validation splits inside the training prompts: independent of the folds'
+
+
 def example_fold(example: Mapping[str, Any], folds: int, seed: int) -> int:
     return prompt_fold(prompt_key(example["instruction"]), folds, seed)
+
+
+def models_of(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preference]) -> tuple[str, ...]:
+    """Every model that wrote an answer of the preferences or the pool: the one-hot's columns."""
+    return tuple(sorted({p.first_model for p in prefs} | {p.second_model for p in prefs}
+                        | {c["model"] for ex in pool for c in ex["candidates"]}))
+
+
+def curve_pairs_of_fold(prefs: Sequence[Preference], fold: int, *, folds: int, seed: int, limit: int) -> list[Preference]:
+    """A seeded sample of ``limit`` decisive pairs on the fold's (held-out) prompts, any source: what a
+    learning curve reads. It decides nothing."""
+    held_out = decisive([p for p in prefs if prompt_fold(p.prompt_key, folds, seed) == fold])
+    sample = np.random.default_rng(seed).choice(len(held_out), size=min(limit, len(held_out)), replace=False)
+    return [held_out[int(k)] for k in sorted(sample)]
 
 
 def choose_features(train: Sequence[Preference], pool_train: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache,
@@ -257,7 +328,7 @@ def choose_features(train: Sequence[Preference], pool_train: Sequence[Mapping[st
                     candidates: Sequence[str] = FEATURES) -> tuple[str, dict[str, float]]:
     """The feature set whose model picks the best answers on validation prompts: a seeded half of the
     training prompts (a different hash seed than the folds) is held out, each set is trained on the rest."""
-    inner = lambda key: prompt_fold(key, 2, seed + 1_000)  # noqa: E731 - an inner split, independent of the folds
+    inner = lambda key: prompt_fold(key, 2, seed + INNER_SEED_OFFSET)  # noqa: E731 - an inner split, independent of the folds
     fit = [p for p in train if inner(p.prompt_key) == 0]
     val_pool = [ex for ex in pool_train if inner(prompt_key(ex["instruction"])) == 1]
     scores = {}
@@ -294,8 +365,7 @@ def cross_validate_reward_model(pool: Sequence[Mapping[str, Any]], prefs: Sequen
     the feature set on validation prompts inside them (``features=None``), retrain on all of them, and
     score the fold's pool examples. No pool prompt is ever scored by a model trained on it."""
     start = time.perf_counter()
-    models = tuple(sorted({p.first_model for p in prefs} | {p.second_model for p in prefs}
-                          | {c["model"] for ex in pool for c in ex["candidates"]}))
+    models = models_of(pool, prefs)
     scores: list[np.ndarray | None] = [None] * len(pool)
     out = RewardModelCV([], {}, {}, {}, {}, 0.0)
     for fold in range(folds):
@@ -307,11 +377,8 @@ def cross_validate_reward_model(pool: Sequence[Mapping[str, Any]], prefs: Sequen
                                                            folds=folds, seed=seed, score_key=score_key)
         else:
             chosen = features
-        # The learning curve reads held-out pairs of this fold's prompts (any source); it chooses nothing.
-        held_out = decisive([p for p in prefs if prompt_fold(p.prompt_key, folds, seed) == fold])
-        sample = np.random.default_rng(seed).choice(len(held_out), size=min(curve_pairs, len(held_out)), replace=False)
         model = train_reward_model(train, Featurizer(embeddings, models, chosen), settings,
-                                   validation=[held_out[int(k)] for k in sorted(sample)])
+                                   validation=curve_pairs_of_fold(prefs, fold, folds=folds, seed=seed, limit=curve_pairs))
         out.features[fold], out.curves[fold], out.train_pairs[fold] = chosen, model.curve, model.train_pairs
         out.fold_scores[fold] = model.score_examples(pool)
         for n in test:

@@ -201,16 +201,11 @@ def deferral_curve(confidence: Sequence[float], weak: Sequence[float], strong: S
     """A cascade at each share of deferred queries: the weak model answers every query, and the
     ``share`` with the lowest ``confidence`` (a scorer's reading of the weak answer) are sent on to
     the strong model. Cost per query = weak_cost + share x strong_cost."""
-    weak_q, strong_q = _check_pair(weak, strong)
-    values = _check_scores(confidence, len(weak_q))
-    rows = []
-    for share in shares:
-        deferred = strong_by_share(-values, share)  # the least confident first
-        quality = float(np.where(deferred, strong_q, weak_q).mean())
-        rows.append({"deferred share": float(deferred.mean()), "quality": quality,
-                     "cost": weak_cost + float(deferred.mean()) * strong_cost,
-                     "PGR": pgr(quality, float(weak_q.mean()), float(strong_q.mean()))})
-    return pd.DataFrame(rows)
+    # deferring the least confident answers is routing them to the strong model by -confidence
+    curve = strong_weak_curve(-_check_scores(confidence, len(weak)), weak, strong, shares=shares)
+    curve = curve.rename(columns={"strong share": "deferred share"})
+    curve.insert(2, "cost", weak_cost + curve["deferred share"] * strong_cost)
+    return curve
 
 
 def router_cost(strong_share: float, *, weak_cost: float, strong_cost: float) -> float:
@@ -233,15 +228,17 @@ def dollar_cost(tokens: Mapping[str, float], prices_per_million: Mapping[str, fl
 def summary_with_intervals(scores: Mapping[str, Sequence[float]], weak: Sequence[float], strong: Sequence[float], *,
                            n_boot: int = 1000, seed: int = 0, cpt_targets: Sequence[float] = (0.5, 0.8)) -> pd.DataFrame:
     """Per router: APGR with its bootstrap interval, and CPT(x%) as a percentage of strong calls."""
-    rows = {}
-    for name, values in scores.items():
-        estimate, low, high = apgr_interval(values, weak, strong, n_boot=n_boot, seed=seed)
-        curve = strong_weak_curve(values, weak, strong)
-        rows[name] = {"APGR": estimate, "CI low": low, "CI high": high,
-                      **{f"CPT({round(100 * t)}%) %": 100 * cpt(curve, t) for t in cpt_targets}}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "router"
+    table = routing_summary(curves_by_router(scores, weak, strong), cpt_targets=cpt_targets)
+    intervals = [apgr_interval(values, weak, strong, n_boot=n_boot, seed=seed)[1:] for values in scores.values()]
+    table.insert(1, "CI low", [low for low, _ in intervals])
+    table.insert(2, "CI high", [high for _, high in intervals])
     return table
+
+
+def curves_by_router(scores: Mapping[str, Sequence[float]], weak: Sequence[float], strong: Sequence[float], *,
+                     shares: Sequence[float] = DEFAULT_SHARES) -> dict[str, pd.DataFrame]:
+    """Each router's :func:`strong_weak_curve` on the same queries."""
+    return {name: strong_weak_curve(values, weak, strong, shares=shares) for name, values in scores.items()}
 
 
 def calibration_check(scores: Sequence[float], weak: Sequence[float], strong: Sequence[float],
@@ -271,6 +268,12 @@ def cost_quality_points(curves: Mapping[str, pd.DataFrame], *, weak_cost: float,
         cost = weak_cost + share * strong_cost if name in deferral else share * strong_cost + (1 - share) * weak_cost
         rows += [{"router": name, "cost": float(c), "quality": float(q)} for c, q in zip(cost, curve["quality"])]
     return pd.DataFrame(rows)
+
+
+def hulls_by_router(points: pd.DataFrame) -> pd.DataFrame:
+    """Each router's :func:`nondecreasing_hull` of its points, with a ``router`` column (for plotting)."""
+    return pd.concat({name: nondecreasing_hull(group) for name, group in points.groupby("router", sort=False)},
+                     names=["router"]).reset_index(level=0)
 
 
 def aiq_table(points: pd.DataFrame, cost_range: tuple[float, float]) -> pd.DataFrame:

@@ -159,14 +159,11 @@ def cascade_confidence(data: StrongWeakData, score_answer: Callable[[str, str], 
 
 def mean_answer_tokens(data: StrongWeakData, tokenizer: str = "smollm2-135m-instruct") -> dict[str, float]:
     """Each model's mean answer length in ``tokenizer``'s tokens (a proxy: each API bills in its own)."""
-    from transformers import AutoTokenizer
-
-    from .models import resolve_model_path
+    from .models import token_lengths
 
     if data.weak_answers is None or data.strong_answers is None:
         raise ValueError(f"{data.name} has no published answers to count")
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer)[0])
-    return {model: float(np.mean([len(ids) for ids in tok(answers, add_special_tokens=False)["input_ids"]]))
+    return {model: float(np.mean(token_lengths(answers, tokenizer)))
             for model, answers in ((WEAK, data.weak_answers), (STRONG, data.strong_answers))}
 
 

@@ -75,6 +75,10 @@ def test_embed_texts_requires_an_encoder():
         models.embed_texts(loaded, ["x"])
 
 
+def test_token_lengths_count_without_special_tokens():
+    assert models.token_lengths(["hello world", ""], "minilm-l6") == [2, 0]
+
+
 def test_last_token_embeddings_of_a_decoder_do_not_depend_on_padding():
     loaded = models.load_model("smollm2-135m-instruct", device="cpu", dtype="float32")
     texts = ["a cat on a mat", "the yield of ten-year bonds rose again this week, the third week in a row"]
