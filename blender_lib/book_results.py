@@ -28,7 +28,7 @@ import pandas as pd
 from .paper import published_table
 from .results import read_results
 
-PAIRRANKER, GENFUSER, ZOOTER, REAL_LLMS = "03_pairranker", "04_genfuser", "05_zooter", "06_real_llms"
+PAIRRANKER, GENFUSER, ZOOTER, REAL_LLMS, ROUTING = "03_pairranker", "04_genfuser", "05_zooter", "06_real_llms", "08_routing"
 CHAPTERS: tuple[str, ...] = (PAIRRANKER, GENFUSER, ZOOTER, REAL_LLMS)
 PAPER_GPT_RANK_CANDIDATES = 12  # candidates per example in the paper's Table 3 (data/paper_numbers/README.md)
 GPT_RANK = "GPT-Rank (mean rank)"
@@ -407,6 +407,52 @@ def cost_quality_points(results: Results, *, quality: str = "bertscore") -> pd.D
     return pd.DataFrame(points).set_index("method")
 
 
+# -- one ledger for every chapter ---------------------------------------------------------------------------------
+
+DOLLARS = "$ / 1k queries"
+LEDGER_COLUMNS = (GENERATIONS, SCORER, TOKENS, DOLLARS, "priced by", "quality", "quality unit")
+ERA_POOL = "MixInstruct-era pool"  # chapter 6's pool whose costs it records
+
+
+def cost_ledger(results: Results, *, flat_price_per_million_tokens: float, quality: str = "bertscore") -> pd.DataFrame:
+    """Every chapter's methods in the units a user pays, one row each (by setting and method): LLM generations, scorer passes
+    (models that only read: rankers, reward models, routers) and generated tokens per query, dollars per
+    1,000 queries, and the quality each reached in its own setting and unit (settings differ: compare
+    rows within a setting, costs across them).
+
+    Chapters 3-6 record tokens summed over their pools' models, so they are priced at one flat
+    ``flat_price_per_million_tokens``; chapter 8 prices each model's tokens by its own table. Chapters 6
+    and 8 are added when they are in ``results``."""
+    flat = f"flat ${flat_price_per_million_tokens:g} / 1M tokens"
+    rows = []
+    for name, row in cost_quality_points(results, quality=quality).iterrows():
+        rows.append({"method": name, "setting": "ch. 3-5: tiny local models, the default profile's test split",
+                     GENERATIONS: row[GENERATIONS], SCORER: row[SCORER], TOKENS: row[TOKENS],
+                     DOLLARS: row[TOKENS] * flat_price_per_million_tokens / 1e3, "priced by": flat,
+                     "quality": row[quality], "quality unit": quality})
+    if REAL_LLMS in results:
+        costs = _rows(results[REAL_LLMS], "cost_held_out", REAL_LLMS)
+        held = _rows(results[REAL_LLMS], "held_out_comparison", REAL_LLMS)
+        for name, row in costs.items():
+            tokens = float(row[TOKENS])
+            rows.append({"method": name, "setting": f"ch. 6: AlpacaEval, {ERA_POOL}, held-out prompts",
+                         GENERATIONS: float(row["LLM calls / query"]), SCORER: float(row.get(SCORER, float("nan"))),
+                         TOKENS: tokens, DOLLARS: tokens * flat_price_per_million_tokens / 1e3, "priced by": flat,
+                         "quality": float(held[f"{ERA_POOL} | {name}"]["win rate %"]),
+                         "quality unit": "win rate % against text-davinci-003 (GPT-4)"})
+    if ROUTING in results:
+        chapter = results[ROUTING]
+        datasets = chapter.get("datasets") or {}
+        for key, row in _rows(chapter, "ledger", ROUTING).items():
+            dataset, method = key.split(" | ", 1)
+            rows.append({"method": method, "setting": f"ch. 8: strong/weak routing, {dataset}",
+                         GENERATIONS: float(row["LLM calls / query"]), SCORER: float(row["scorer passes / query"]),
+                         TOKENS: float(row["generated tokens / query"]), DOLLARS: float(row["$ / 1k queries"]),
+                         "priced by": "per model (chapter 8's price table)", "quality": float(row["quality"]),
+                         "quality unit": str((datasets.get(dataset) or {}).get("unit", ""))})
+    return pd.DataFrame(rows).set_index(["setting", "method"])[list(LEDGER_COLUMNS)]
+
+
 # -- claims ---------------------------------------------------------------------------------------------------------
 
 HOLDS, FAILS = "holds", "fails"
@@ -471,6 +517,8 @@ def paired_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def for_json(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """A table as ``{row: {column: value}}`` with NaN dropped (results files refuse non-finite numbers)."""
-    return {str(name): {str(k): v for k, v in row.items() if not (isinstance(v, float) and v != v)}
+    """A table as ``{row: {column: value}}`` with NaN dropped (results files refuse non-finite numbers); a
+    multi-level row label is joined with " | "."""
+    return {" | ".join(map(str, name)) if isinstance(name, tuple) else str(name):
+            {str(k): v for k, v in row.items() if not (isinstance(v, float) and v != v)}
             for name, row in table.to_dict(orient="index").items()}

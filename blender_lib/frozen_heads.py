@@ -93,6 +93,17 @@ def _save(path, payload: dict[str, Any]) -> None:
     tmp.replace(path)  # atomic: an interrupted save leaves no half file
 
 
+def _load_or_fit(path, net: nn.Module, train: Callable[[], FitReport]) -> FitReport:
+    """The cached parameters and report at ``path`` when there are some, else ``train()``'s, then cached."""
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        net.load_state_dict(saved["state"])
+        return FitReport(**{**saved["report"], "loaded": True})
+    report = train()
+    _save(path, {"state": net.state_dict(), "report": asdict(report)})
+    return report
+
+
 # -- the PairRanker head -----------------------------------------------------------------------------
 
 class PairHead(nn.Module):
@@ -161,24 +172,22 @@ def train_pair_head(train: Sequence[Preference], featurizer: Featurizer, setting
     key = {"kind": "pair_head", "settings": asdict(settings), "features": featurizer.features, "models": featurizer.models,
            "encoder": featurizer.embeddings.folder.name, "train": pair_fingerprint(pairs),
            "curve": pair_fingerprint(curve_set), "tag": cache_tag}
-    path = _cache_file("pair_head", key)
-    if path.exists():
-        saved = torch.load(path, weights_only=False)
-        head.load_state_dict(saved["state"])
-        head.eval()
-        return TrainedPairHead(featurizer, head, FitReport(**{**saved["report"], "loaded": True}))
-    first, second, label = _pair_tensors(featurizer, fit_pairs)
-    weight = torch.tensor([p.weight for p in fit_pairs], dtype=torch.float32)
-    val = _pair_tensors(featurizer, val_pairs)
-    held = _pair_tensors(featurizer, curve_set) if curve_set else None
 
-    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
-        logits = head(first[rows], second[rows])
-        return (nn.functional.binary_cross_entropy_with_logits(logits, label[rows], reduction="none") * weight[rows]).mean()
+    def train_head() -> FitReport:
+        first, second, label = _pair_tensors(featurizer, fit_pairs)
+        weight = torch.tensor([p.weight for p in fit_pairs], dtype=torch.float32)
+        val = _pair_tensors(featurizer, val_pairs)
+        held = _pair_tensors(featurizer, curve_set) if curve_set else None
 
-    report = fit(head, batch_loss, len(fit_pairs), settings, validate=lambda: pair_accuracy(head, *val),
-                 curve=(lambda: pair_accuracy(head, *held)) if held else None)
-    _save(path, {"state": head.state_dict(), "report": asdict(report)})
+        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+            logits = head(first[rows], second[rows])
+            return (nn.functional.binary_cross_entropy_with_logits(logits, label[rows], reduction="none") * weight[rows]).mean()
+
+        return fit(head, batch_loss, len(fit_pairs), settings, validate=lambda: pair_accuracy(head, *val),
+                   curve=(lambda: pair_accuracy(head, *held)) if held else None)
+
+    report = _load_or_fit(_cache_file("pair_head", key), head, train_head)
+    head.eval()
     return TrainedPairHead(featurizer, head, report)
 
 
@@ -290,20 +299,124 @@ def cross_validate_router_head(pool: Sequence[Mapping[str, Any]], rewards: np.nd
                "data": data_fingerprint([(keys[n], rewards[n].round(6).tolist(), tags[n] if tags is not None else None)
                                          for n in range(len(pool))])}
         path = _cache_file("router_head", key)
-        if path.exists():
-            saved = torch.load(path, weights_only=False)
-            router.load_state_dict(saved["state"])
-            report = FitReport(**{**saved["report"], "loaded": True})
-        else:
-            fit_x, fit_y = x[fit_rows], y[fit_rows]
-            report = fit(router, lambda rows: kl_loss(router(fit_x[rows]), fit_y[rows]), len(fit_rows), settings,
-                         validate=lambda: -_label_kl(router, x[val_rows], y[val_rows]),
-                         curve=lambda: -_label_kl(router, queries[test], held_y), curve_points=1)
-            _save(path, {"state": router.state_dict(), "report": asdict(report)})
-        reports[fold] = report
+        fit_x, fit_y = x[fit_rows], y[fit_rows]
+        reports[fold] = _load_or_fit(path, router, lambda: fit(
+            router, lambda rows: kl_loss(router(fit_x[rows]), fit_y[rows]), len(fit_rows), settings,
+            validate=lambda: -_label_kl(router, x[val_rows], y[val_rows]),
+            curve=lambda: -_label_kl(router, queries[test], held_y), curve_points=1))
         with torch.no_grad():
             probabilities[test] = torch.softmax(router(queries[test]), dim=-1).numpy()
     return RouterCV([int(k) for k in probabilities.argmax(axis=1)], probabilities, reports)
+
+
+# -- RouteLLM's matrix-factorisation router ------------------------------------------------------------
+
+MF_SETTINGS = HeadSettings(hidden=0, epochs=60, lr=3e-3, weight_decay=1e-4, dropout=0.0, batch_size=256)
+MF_DIM = 64
+
+
+class MatrixFactorizationRouter(nn.Module):
+    """RouteLLM's matrix-factorisation router on a frozen query embedding e_q: model m's score on q is
+    s(m, q) = w . (v_m * (P e_q + b)), with v_m a learned unit-norm model vector, and
+    P(m beats m' on q) = sigmoid(s(m, q) - s(m', q)). It learns from comparisons between any two models,
+    so every model with judgments on a training query teaches it, not only the two it routes between."""
+
+    def __init__(self, query_dim: int, n_models: int, dim: int = MF_DIM):
+        super().__init__()
+        self.models = nn.Embedding(n_models, dim)
+        self.project = nn.Linear(query_dim, dim)
+        self.classify = nn.Linear(dim, 1, bias=False)
+
+    def forward(self, queries: torch.Tensor, models: torch.Tensor) -> torch.Tensor:
+        return self.classify(nn.functional.normalize(self.models(models), dim=-1) * self.project(queries)).squeeze(-1)
+
+    def margin(self, queries: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return self(queries, first) - self(queries, second)
+
+
+def comparisons(quality: np.ndarray, rows: Sequence[int], *, ties: bool = True) -> np.ndarray:
+    """(query row, model a, model b, P(a beats b)) for every pair of models with a quality on each
+    query: 1 or 0 where one is better, 0.5 for a tie (``ties=True``: a tie says neither model is the
+    better call for that query). A model's missing quality (NaN) makes no comparison."""
+    out = []
+    for n in rows:
+        known = [m for m in range(quality.shape[1]) if not np.isnan(quality[n, m])]
+        for i, a in enumerate(known):
+            for b in known[i + 1:]:
+                if quality[n, a] != quality[n, b]:
+                    out.append((n, a, b, float(quality[n, a] > quality[n, b])))
+                elif ties:
+                    out.append((n, a, b, 0.5))
+    return np.array(out, dtype=float).reshape(-1, 4)
+
+
+def _comparison_loss(router: MatrixFactorizationRouter, queries: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    query, first, second = rows[:, 0].long(), rows[:, 1].long(), rows[:, 2].long()
+    return nn.functional.binary_cross_entropy_with_logits(router.margin(queries[query], first, second), rows[:, 3])
+
+
+@torch.no_grad()
+def _negative_loss(router: MatrixFactorizationRouter, queries: torch.Tensor, rows: torch.Tensor) -> float:
+    return -float(_comparison_loss(router, queries, rows))
+
+
+@dataclass
+class MFRouterCV:
+    """Held-out model scores s(m, q) of every query (rows: queries, columns: ``models``)."""
+
+    models: tuple[str, ...]
+    scores: np.ndarray
+    reports: dict[int, FitReport]
+    train_comparisons: dict[int, int]
+
+    def win_probability(self, strong: str, weak: str) -> np.ndarray:
+        """P(strong beats weak) per query: RouteLLM's routing score."""
+        margin = self.scores[:, self.models.index(strong)] - self.scores[:, self.models.index(weak)]
+        return 1.0 / (1.0 + np.exp(-margin))
+
+
+def cross_validate_mf_router(prompts: Sequence[str], quality: np.ndarray, models: Sequence[str], embeddings: EmbeddingCache, *,
+                             folds: int = 2, seed: int = 0, ties: bool = True, dim: int = MF_DIM,
+                             settings: HeadSettings = MF_SETTINGS) -> MFRouterCV:
+    """For each fold (by prompt): the router trained with binary cross-entropy on every comparison of
+    two models on the other folds' queries (``quality``: queries x models, NaN where a model has no
+    quality), its epoch kept on inner validation prompts; the fold's queries scored. It never reads an
+    answer, nor a held-out quality."""
+    quality = np.asarray(quality, dtype=float)
+    if quality.shape != (len(prompts), len(models)):
+        raise ValueError(f"quality must have shape {(len(prompts), len(models))} (prompts x models), got {quality.shape}")
+    queries = torch.from_numpy(np.stack([embeddings[p] for p in prompts]))
+    keys = [prompt_key(p) for p in prompts]
+    fold_of = [prompt_fold(k, folds, seed) for k in keys]
+    scores = np.zeros(quality.shape)
+    reports, counts = {}, {}
+    for fold in range(folds):
+        train = [n for n in range(len(prompts)) if fold_of[n] != fold]
+        test = [n for n in range(len(prompts)) if fold_of[n] == fold]
+        inner = [inner_validation(keys[n], seed) for n in train]
+        fit_rows = torch.from_numpy(comparisons(quality, [n for n, v in zip(train, inner) if not v], ties=ties)).float()
+        val_rows = torch.from_numpy(comparisons(quality, [n for n, v in zip(train, inner) if v], ties=ties)).float()
+        held_rows = torch.from_numpy(comparisons(quality, test, ties=ties)).float()  # the curve only
+        if not len(fit_rows) or not len(val_rows):
+            raise ValueError(f"fold {fold}: {len(fit_rows)} training and {len(val_rows)} validation comparisons; "
+                             "the router needs both (more queries, or models that differ on them)")
+        torch.manual_seed(settings.seed)
+        router = MatrixFactorizationRouter(queries.shape[1], len(models), dim)
+        key = {"kind": "mf_router", "settings": asdict(settings), "encoder": embeddings.folder.name, "fold": fold,
+               "folds": folds, "seed": seed, "ties": ties, "dim": dim, "models": list(models),
+               "data": data_fingerprint([(keys[n], np.round(quality[n], 6).tolist()) for n in range(len(prompts))])}
+        path = _cache_file("mf_router", key)
+        reports[fold] = _load_or_fit(path, router, lambda: fit(
+            router, lambda batch: _comparison_loss(router, queries, fit_rows[batch]), len(fit_rows), settings,
+            validate=lambda: _negative_loss(router, queries, val_rows),
+            curve=(lambda: _negative_loss(router, queries, held_rows)) if len(held_rows) else None,
+            curve_points=1, curve_name="held-out -BCE"))
+        counts[fold] = len(fit_rows)
+        with torch.no_grad():
+            everyone = torch.arange(len(models))
+            scores[test] = router(queries[test].repeat_interleave(len(models), 0), everyone.repeat(len(test))
+                                  ).reshape(len(test), len(models)).numpy()
+    return MFRouterCV(tuple(models), scores, reports, counts)
 
 
 # -- every method on the same held-out prompts ---------------------------------------------------------

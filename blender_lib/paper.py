@@ -13,6 +13,7 @@ PAPER_NUMBERS = Path(__file__).resolve().parent.parent / "data" / "paper_numbers
 TABLES = {
     "llm_blender_table2": "llm_blender_table2_mixinstruct.csv",
     "llm_blender_table3": "llm_blender_table3_rank_correlation.csv",
+    "routellm_commercial_routers": "routellm_commercial_routers_mt_bench.csv",
 }
 
 

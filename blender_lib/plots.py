@@ -154,7 +154,7 @@ def cost_quality(points: pd.DataFrame, *, quality: str, title: str,
 
 def routing_curves(curves: pd.DataFrame, *, x: str, y: str, hue: str, col: str, title: str):
     """One panel per ``col`` value (a dataset), one line per ``hue`` (a router); panels keep their own y."""
-    grid = sns.relplot(data=curves, x=x, y=y, hue=hue, col=col, kind="line", marker="o", height=3.4, aspect=1.0,
+    grid = sns.relplot(data=curves, x=x, y=y, hue=hue, col=col, col_wrap=2, kind="line", marker="o", height=3.4, aspect=1.1,
                        facet_kws={"sharey": False})
     grid.figure.suptitle(title, y=1.03)
     return grid.axes.flat[0]

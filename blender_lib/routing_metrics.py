@@ -121,17 +121,33 @@ def apgr_interval(scores: Sequence[float], weak: Sequence[float], strong: Sequen
     return estimate, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
+def _first_share_reaching(curve: pd.DataFrame, column: str, target: float) -> float:
+    ordered = curve.sort_values("strong share")
+    x, y = ordered["strong share"].to_numpy(), ordered[column].to_numpy()
+    if y[0] >= target:
+        return float(x[0])
+    for k in range(1, len(x)):
+        if y[k] >= target:
+            return float(x[k - 1] + (x[k] - x[k - 1]) * (target - y[k - 1]) / (y[k] - y[k - 1]))
+    return float("nan")
+
+
 def cpt(curve: pd.DataFrame, target_pgr: float) -> float:
     """The smallest strong share at which the curve's PGR reaches ``target_pgr`` (0.5 for CPT(50%)),
     interpolated linearly inside the first segment that crosses it; NaN if it never does."""
+    return _first_share_reaching(curve, "PGR", target_pgr)
+
+
+def share_for_quality(curve: pd.DataFrame, quality: float) -> float:
+    """The smallest strong share at which the curve's quality reaches ``quality`` (e.g. 95% of the strong
+    model's: RouteLLM's "95% of GPT-4's performance"), interpolated as :func:`cpt`; NaN if never."""
+    return _first_share_reaching(curve, "quality", quality)
+
+
+def quality_at_share(curve: pd.DataFrame, share: float) -> float:
+    """The curve's quality at a strong share, linearly interpolated between its points."""
     ordered = curve.sort_values("strong share")
-    x, y = ordered["strong share"].to_numpy(), ordered["PGR"].to_numpy()
-    if y[0] >= target_pgr:
-        return float(x[0])
-    for k in range(1, len(x)):
-        if y[k] >= target_pgr:
-            return float(x[k - 1] + (x[k] - x[k - 1]) * (target_pgr - y[k - 1]) / (y[k] - y[k - 1]))
-    return float("nan")
+    return float(np.interp(share, ordered["strong share"].to_numpy(), ordered["quality"].to_numpy()))
 
 
 def routing_summary(curves: Mapping[str, pd.DataFrame], *, cpt_targets: Sequence[float] = (0.5, 0.8)) -> pd.DataFrame:

@@ -70,9 +70,18 @@ def list_chapters(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
     return sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
 
 
+RESULTS_CHAPTER = "07_results"  # reads every other chapter's results file, so it executes after them
+
+
+def execution_order(chapters: list[Path]) -> list[Path]:
+    """Book order, except that the results chapter runs after every chapter it reads (chapter 8's too)."""
+    return [p for p in chapters if p.stem != RESULTS_CHAPTER] + [p for p in chapters if p.stem == RESULTS_CHAPTER]
+
+
 def select_chapters(names: list[str], notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
-    """Match chapter names by stem (``03_pairranker``), number (``03``/``3``) or suffix (``pairranker``)."""
-    chapters = list_chapters(notebooks_dir)
+    """Match chapter names by stem (``03_pairranker``), number (``03``/``3``) or suffix (``pairranker``),
+    in :func:`execution_order`."""
+    chapters = execution_order(list_chapters(notebooks_dir))
     if not names:
         return chapters
     selected: list[Path] = []
@@ -90,7 +99,7 @@ def select_chapters(names: list[str], notebooks_dir: Path = NOTEBOOKS_DIR) -> li
             raise RunnerError(f"unknown chapter {name!r}; chapters are: {known}")
         if matches[0] not in selected:
             selected.append(matches[0])
-    return sorted(selected)
+    return execution_order(sorted(selected))
 
 
 def parse_override(text: str) -> tuple[str, Any]:

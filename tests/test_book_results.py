@@ -265,3 +265,24 @@ def test_paired_columns_for_display(results):
     table = br.paired_columns(br.headline_table(results))
     assert ("BERTScore x100", "ours") in table.columns and ("BERTScore x100", "paper") in table.columns
     assert ("chapter", "") in table.columns and ("ranked among", "ours") in table.columns
+
+
+def test_one_ledger_prices_every_chapter_and_keeps_each_quality_in_its_unit(results):
+    ledger = br.cost_ledger(results, flat_price_per_million_tokens=2.0).droplevel("setting")
+    assert ledger.loc["RMR (scorer:lm)", br.DOLLARS] == pytest.approx(120.0 * 2.0 / 1e3)  # $ per 1,000 queries
+    assert ledger.loc["RMR (scorer:lm)", br.SCORER] == N and set(ledger["quality unit"]) == {"bertscore"}
+    more = {**results,
+            br.REAL_LLMS: {"cost_held_out": {"Router": {"LLM calls / query": 1.0, "generated tokens / query": 300.0,
+                                                        "scorer passes / query": 1}},
+                           "held_out_comparison": {f"{br.ERA_POOL} | Router": {"win rate %": 74.0}}},
+            br.ROUTING: {"datasets": {"GSM8K": {"unit": "correct (share)"}},
+                         "ledger": {"GSM8K | router, 50% strong": {"LLM calls / query": 1.0, "scorer passes / query": 1.0,
+                                                                   "generated tokens / query": 130.0, "$ / 1k queries": 2.2,
+                                                                   "quality": 0.78}}}}
+    ledger = br.cost_ledger(more, flat_price_per_million_tokens=2.0)
+    assert ledger.xs("Router", level="method").iloc[0].tolist() == [1.0, 1.0, 300.0, 0.6, "flat $2 / 1M tokens", 74.0,
+                                                                   "win rate % against text-davinci-003 (GPT-4)"]
+    routed = ledger.xs("router, 50% strong", level="method")
+    assert routed[br.DOLLARS].item() == 2.2 and routed["quality unit"].item() == "correct (share)"
+    assert "GSM8K" in routed.index[0]
+    assert "ch. 3-5: tiny local models, the default profile's test split | Random" in br.for_json(ledger)

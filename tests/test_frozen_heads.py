@@ -146,3 +146,37 @@ def test_the_backbone_benchmark_reads_back_as_a_table(tmp_path):
     assert list(table.columns) == list(FH.BACKBONE_COLUMNS)  # timings of the run itself are left out
     with pytest.raises(FileNotFoundError, match="bench_reward_backbones.py"):
         FH.backbone_comparison(tmp_path / "absent.json")
+
+
+def test_comparisons_cover_every_known_pair_with_ties_as_halves():
+    quality = np.array([[1.0, 0.0, np.nan], [0.5, 0.5, 1.0]])
+    rows = FH.comparisons(quality, [0, 1])
+    assert rows.tolist() == [[0, 0, 1, 1.0], [1, 0, 1, 0.5], [1, 0, 2, 0.0], [1, 1, 2, 0.0]]
+    assert FH.comparisons(quality, [0, 1], ties=False).tolist() == [[0, 0, 1, 1.0], [1, 0, 2, 0.0], [1, 1, 2, 0.0]]
+
+
+def test_the_mf_router_learns_which_model_wins_each_kind_of_query_from_a_third_models_comparisons(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLENDER_BOOK_CACHE", str(tmp_path / "cache"))
+    pool, rewards, vectors = routing_pool()
+    prompts = [ex["instruction"] for ex in pool]
+    cache = RM.EmbeddingCache.open("mock", 4, root=tmp_path)
+    cache.add(prompts, vectors)
+    # model 0 wins kind-0 queries, model 1 kind-1; a third model always sits in between
+    quality = np.column_stack([rewards, np.full(len(pool), 0.5)])
+    settings = FH.HeadSettings(hidden=0, epochs=40, batch_size=16, lr=2e-2, weight_decay=0.0, dropout=0.0)
+    routed = FH.cross_validate_mf_router(prompts, quality, ["a", "b", "c"], cache, settings=settings, dim=8)
+    p = routed.win_probability("b", "a")
+    kinds = np.arange(len(pool)) % 2
+    assert (p[kinds == 1] > 0.5).all() and (p[kinds == 0] < 0.5).all()
+    assert routed.train_comparisons[0] > 0 and FH.cross_validate_mf_router(prompts, quality, ["a", "b", "c"], cache,
+                                                                          settings=settings, dim=8).reports[0].loaded
+    # without the two models' own comparisons, the third model's alone still order them on each kind
+    blind = quality.copy()
+    blind[:, 1] = np.where(kinds == 1, 1.0, 0.0)
+    blind[:, 0] = np.nan
+    only_c = FH.cross_validate_mf_router(prompts, blind, ["a", "b", "c"], cache, settings=settings, dim=8)
+    assert (np.diff(only_c.scores[:, 1:], axis=1)[kinds == 1] < 0).all()  # b above c where b wins
+    with pytest.raises(ValueError, match=r"quality must have shape \(80, 3\)"):
+        FH.cross_validate_mf_router(prompts, quality[:, :2], ["a", "b", "c"], cache)
+    with pytest.raises(ValueError, match="comparisons; the router needs both"):
+        FH.cross_validate_mf_router(prompts, np.full(quality.shape, np.nan), ["a", "b", "c"], cache)

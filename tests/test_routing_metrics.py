@@ -23,6 +23,9 @@ def test_the_strong_weak_curve_pgr_apgr_and_cpt():
     assert RMX.apgr(curve) == pytest.approx(1.125)  # trapezoids: .125 + .375 + .375 + .25
     assert RMX.cpt(curve, 0.5) == pytest.approx(0.125) and RMX.cpt(curve, 0.8) == pytest.approx(0.2)
     assert math.isnan(RMX.cpt(curve, 2.5))
+    # quality reaches 0.95 halfway between shares 0.25 (0.75) and 0.5 (1.0): at 0.45
+    assert RMX.share_for_quality(curve, 0.95) == pytest.approx(0.45) and math.isnan(RMX.share_for_quality(curve, 1.1))
+    assert RMX.quality_at_share(curve, 0.375) == pytest.approx(0.875) and RMX.quality_at_share(curve, 1.0) == 0.75
     summary = RMX.routing_summary({"r": curve})
     assert summary.loc["r", "CPT(50%) %"] == pytest.approx(12.5) and summary.loc["r", "APGR"] == pytest.approx(1.125)
 

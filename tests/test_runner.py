@@ -41,6 +41,14 @@ def test_select_by_number_stem_and_suffix(book):
         runner.select_chapters(["7"], book)
 
 
+def test_the_results_chapter_executes_after_the_chapters_it_reads(tmp_path):
+    for stem in ("06_real", "07_results", "08_routing"):
+        (tmp_path / f"{stem}.ipynb").write_text("{}")
+    assert [p.stem for p in runner.list_chapters(tmp_path)] == ["06_real", "07_results", "08_routing"]  # book order
+    assert [p.stem for p in runner.select_chapters([], tmp_path)] == ["06_real", "08_routing", "07_results"]
+    assert [p.stem for p in runner.select_chapters(["7", "8"], tmp_path)] == ["08_routing", "07_results"]
+
+
 def test_parameters_go_only_to_chapters_that_declare_them(book, tmp_path):
     chapters = runner.select_chapters([], book)
     plan = runner.plan_run(chapters, {"seed": 3, "rate": 2, "01_beta": {"fail": True}}, out_dir=tmp_path / "out")
@@ -109,7 +117,7 @@ def test_profile_files_fit_the_real_chapters(profile, tmp_path):
 
     parameters = runner.load_parameter_files([PARAMS_DIR / f"{profile}.yaml"])
     plan = runner.plan_run(runner.select_chapters([]), parameters, out_dir=tmp_path / "out")
-    assert [r.stem for r in plan.chapters] == [p.stem for p in runner.list_chapters()]
+    assert [r.stem for r in plan.chapters] == [p.stem for p in runner.execution_order(runner.list_chapters())]
 
 
 def test_papermill_sees_every_assignment_of_every_parameters_cell():
