@@ -225,9 +225,10 @@ def model_means(examples: Sequence[Mapping[str, Any]], by: str = "bertscore") ->
     return {model: float(np.mean(v)) for model, v in sums.items()}
 
 
-def best_single_model(val_examples: Sequence[Mapping[str, Any]], by: str = "bertscore") -> str:
-    """The model with the best mean ``by`` on the examples given: pass the *validation* split, never
-    the test split the selection is evaluated on. GPT-Rank: the lowest mean rank. Ties: first seen."""
+def best_single_model(val_examples: Sequence[Mapping[str, Any]], *, by: str) -> str:
+    """The model with the best mean ``by`` (a score key, named: there is no default metric) on the
+    examples given: pass the *validation* split, never the test split the selection is evaluated on.
+    GPT-Rank: the lowest mean rank. Ties: first seen."""
     if not val_examples:
         raise ValueError("best_single_model needs validation examples to choose on")
     check_examples(val_examples)

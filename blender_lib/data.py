@@ -65,6 +65,7 @@ REQUIRED_FIELDS: dict[str, type] = {
 # kept beside the combined cmp_results so position bias can be studied.
 OPTIONAL_FIELDS: dict[str, type] = {"has_reference": bool, "meta": dict, "cmp_results_raw": dict}
 CANDIDATE_FIELDS: dict[str, type] = {"model": str, "decoding_method": str, "text": str, "scores": dict}
+EMPTY = "empty"  # a candidate marked {"empty": True} keeps its empty answer: real, judged data that usually loses
 DEFAULT_SPLIT_SIZES: dict[str, int] = {"train": 300, "val": 30, "test": 70}
 SEED_FILE = DATA_DIR / "seed_instructions.jsonl"
 
@@ -98,7 +99,12 @@ def _validate_candidate(candidate: Any, where: str) -> str:
     if "," in model:
         # cmp_results keys are "modelA,modelB": a comma inside a name would make them ambiguous.
         raise DataError(f"{where}.model {model!r} contains a comma, which cmp_results keys cannot represent")
-    _require_text(candidate["text"], f"{where} (model {model!r}).text", allow_empty=False)
+    marked_empty = candidate.get(EMPTY, False)
+    if not isinstance(marked_empty, bool):
+        raise DataError(f"{where} (model {model!r}).{EMPTY} must be true or false, got {marked_empty!r}")
+    _require_text(candidate["text"], f"{where} (model {model!r}).text", allow_empty=marked_empty)
+    if marked_empty and candidate["text"].strip():
+        raise DataError(f"{where} (model {model!r}) is marked {EMPTY} but has a non-empty text")
     for metric, score in candidate["scores"].items():
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
             raise DataError(f"{where} (model {model!r}).scores[{metric!r}] must be a finite number, got {score!r}")

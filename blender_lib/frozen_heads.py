@@ -257,43 +257,75 @@ class RouterCV:
 
 def router_labels(rewards: np.ndarray, temperature: float, tags: Sequence[Any] | None, beta: float) -> np.ndarray:
     """ZOOTER's training targets: softmax of z-scored rewards, tag-enhanced with ``beta`` (tag means
-    are taken over the rows given: pass training prompts only)."""
-    labels = reward_labels(rewards, temperature)
-    return enhance_labels(labels, tags, beta) if tags is not None and beta > 0 else labels
+    are taken over the rows given: pass training prompts only). A NaN reward (a model that did not
+    answer that query, or was not scored) gets label 0 and the softmax runs over the others."""
+    known = np.isfinite(rewards)
+    if known.all():
+        labels = reward_labels(rewards, temperature)
+        return enhance_labels(labels, tags, beta) if tags is not None and beta > 0 else labels
+    if tags is not None and beta > 0:
+        raise ValueError("tag enhancement needs every model's reward on every query; this pool is ragged")
+    labels = np.zeros(rewards.shape)
+    for n, row in enumerate(rewards):
+        if known[n].any():
+            labels[n, known[n]] = reward_labels(row[known[n]][None, :], temperature)[0]
+    return labels
+
+
+def _router_columns(pool: Sequence[Mapping[str, Any]], models: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
+    """The router's models (the rewards' columns) and which of them answer each example. With the same
+    candidates in every example they are those, in order; a ragged pool needs ``models`` named."""
+    orders = {tuple(c["model"] for c in ex["candidates"]) for ex in pool}
+    if models is None:
+        if len(orders) != 1:
+            raise ValueError("the candidate models differ between examples (a ragged pool): pass models=, the "
+                             "rewards' columns (e.g. own_data.models_in(pool)), with NaN where a model did not answer")
+        models = list(next(iter(orders)))
+    answered = np.array([[m in {c["model"] for c in ex["candidates"]} for m in models] for ex in pool])
+    strays = sorted({c["model"] for ex in pool for c in ex["candidates"]} - set(models))
+    if strays:
+        raise ValueError(f"models {strays} answer some examples but are not among the router's models {list(models)}")
+    return list(models), answered
 
 
 def cross_validate_router_head(pool: Sequence[Mapping[str, Any]], rewards: np.ndarray | Mapping[int, np.ndarray],
                                embeddings: EmbeddingCache, *,
                                folds: int = 2, seed: int = 0, temperature: float = 1.0, tags: Sequence[Any] | None = None,
-                               beta: float = 0.0, settings: HeadSettings = ROUTER_SETTINGS) -> RouterCV:
-    """For each fold: labels from the other folds' rewards (``rewards[n]``: one per candidate model of
-    pool example n, same model order in every example; or fold -> such a matrix, e.g. a reward model
-    trained without that fold, of which only the training rows are read), a linear softmax router on the frozen query
-    embedding trained with KL to them (epoch kept on inner validation prompts), and the fold's
-    queries routed to their most probable model. The router never reads an answer or a held-out reward."""
-    models = [tuple(c["model"] for c in ex["candidates"]) for ex in pool]
-    if len(set(models)) != 1:
-        raise ValueError("the router needs the same candidate models, in the same order, in every example")
+                               beta: float = 0.0, settings: HeadSettings = ROUTER_SETTINGS,
+                               models: Sequence[str] | None = None) -> RouterCV:
+    """For each fold: labels from the other folds' rewards (``rewards[n]``: one per model of pool
+    example n; or fold -> such a matrix, e.g. a reward model trained without that fold, of which only
+    the training rows are read), a linear softmax router on the frozen query embedding trained with KL
+    to them (epoch kept on inner validation prompts), and the fold's queries routed to their most
+    probable model *among those that answer them*. The router never reads an answer or a held-out reward.
+
+    The rewards' columns are the candidates' models when every example has the same ones, in order;
+    for a ragged pool, ``models`` names them and a model that did not answer (or was not scored) has a
+    NaN reward there (label 0; see :func:`router_labels`). ``choices`` index each example's candidates."""
+    models, answered = _router_columns(pool, models)
     by_fold = {f: np.asarray(rewards[f] if isinstance(rewards, Mapping) else rewards, dtype=float) for f in range(folds)}
     for f, matrix in by_fold.items():
-        if matrix.shape != (len(pool), len(models[0])):
-            raise ValueError(f"rewards (fold {f}) must have shape {(len(pool), len(models[0]))}, got {matrix.shape}")
+        if matrix.shape != (len(pool), len(models)):
+            raise ValueError(f"rewards (fold {f}) must have shape {(len(pool), len(models))}, got {matrix.shape}")
+        if (np.isfinite(matrix) & ~answered).any():
+            raise ValueError(f"rewards (fold {f}) score a model on an example it did not answer")
     queries = torch.from_numpy(np.stack([embeddings[ex["instruction"]] for ex in pool]))
     keys = [prompt_key(ex["instruction"]) for ex in pool]
     fold_of = [example_fold(ex, folds, seed) for ex in pool]
-    probabilities = np.zeros((len(pool), len(models[0])))
+    probabilities = np.zeros((len(pool), len(models)))
     reports = {}
     for fold in range(folds):
-        train = [n for n in range(len(pool)) if fold_of[n] != fold]
-        test = [n for n in range(len(pool)) if fold_of[n] == fold]
         rewards = by_fold[fold]
+        train = [n for n in range(len(pool)) if fold_of[n] != fold and np.isfinite(rewards[n]).any()]
+        test = [n for n in range(len(pool)) if fold_of[n] == fold]
         labels = router_labels(rewards[train], temperature, [tags[n] for n in train] if tags is not None else None, beta)
         inner = np.array([inner_validation(keys[n], seed) for n in train])
         fit_rows, val_rows = np.flatnonzero(~inner), np.flatnonzero(inner)
         x, y = queries[train], torch.from_numpy(labels).float()
-        held_y = torch.from_numpy(reward_labels(rewards[test], temperature)).float()  # the curve only
+        scored_test = [n for n in test if np.isfinite(rewards[n]).any()]
+        held_y = torch.from_numpy(router_labels(rewards[scored_test], temperature, None, 0.0)).float()  # the curve only
         torch.manual_seed(settings.seed)
-        router = nn.Linear(x.shape[1], len(models[0]))
+        router = nn.Linear(x.shape[1], len(models))
         key = {"kind": "router_head", "settings": asdict(settings), "encoder": embeddings.folder.name, "fold": fold,
                "folds": folds, "seed": seed, "temperature": temperature, "beta": beta,
                "data": data_fingerprint([(keys[n], rewards[n].round(6).tolist(), tags[n] if tags is not None else None)
@@ -303,10 +335,14 @@ def cross_validate_router_head(pool: Sequence[Mapping[str, Any]], rewards: np.nd
         reports[fold] = _load_or_fit(path, router, lambda: fit(
             router, lambda rows: kl_loss(router(fit_x[rows]), fit_y[rows]), len(fit_rows), settings,
             validate=lambda: -_label_kl(router, x[val_rows], y[val_rows]),
-            curve=lambda: -_label_kl(router, queries[test], held_y), curve_points=1))
+            curve=lambda: -_label_kl(router, queries[scored_test], held_y), curve_points=1))
         with torch.no_grad():
             probabilities[test] = torch.softmax(router(queries[test]), dim=-1).numpy()
-    return RouterCV([int(k) for k in probabilities.argmax(axis=1)], probabilities, reports)
+    if not answered.all():  # a ragged pool: each query's distribution over the models that answered it
+        probabilities = np.where(answered, probabilities, 0.0)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+    index = [{c["model"]: k for k, c in enumerate(ex["candidates"])} for ex in pool]
+    return RouterCV([index[n][models[int(k)]] for n, k in enumerate(probabilities.argmax(axis=1))], probabilities, reports)
 
 
 # -- RouteLLM's matrix-factorisation router ------------------------------------------------------------

@@ -54,9 +54,8 @@ class Preference:
             raise DataError(f"{self.pair_id}: label must be 1 (first better), 0 or 0.5 (a tie), got {self.label!r}")
         if not self.weight > 0:
             raise DataError(f"{self.pair_id}: weight must be positive, got {self.weight!r}")
-        for name in ("instruction", "first", "second"):
-            if not getattr(self, name).strip():
-                raise DataError(f"{self.pair_id}: empty {name}")
+        if not self.instruction.strip():  # an empty *answer* is data (it usually loses); an empty prompt is not
+            raise DataError(f"{self.pair_id}: empty instruction")
 
 
 def prompt_key(instruction: str) -> str:
@@ -67,7 +66,8 @@ def prompt_key(instruction: str) -> str:
     return hashlib.sha1(normal.encode("utf-8")).hexdigest()[:16]
 
 
-def _outcome_label(a: float, b: float) -> float:
+def outcome_label(a: float, b: float) -> float:
+    """The label of a pair from the two answers' scores: 1 first better, 0 second better, 0.5 a tie."""
     return TIE if a == b else float(a > b)
 
 
@@ -106,7 +106,7 @@ def alpaca_eval_preferences(root: str | Path | None = None, models: Sequence[str
         if implied:
             for (ma, ta, pa), (mb, tb, pb) in combinations([a for a in answers if a[2] in (0.0, 1.0)], 2):
                 prefs.append(Preference("alpaca_eval:implied", f"{ex_id}/{ma}/{mb}", key, first["instruction"],
-                                        ta, tb, ma, mb, _outcome_label(pa, pb), implied_weight))
+                                        ta, tb, ma, mb, outcome_label(pa, pb), implied_weight))
     return prefs
 
 
@@ -144,7 +144,7 @@ def vicuna_bench_preferences(root: str | Path | None = None) -> list[Preference]
                 continue
             prefs.append(Preference("vicuna_bench", f"vicuna_bench/{review['review_id']}", prompt_key(instruction),
                                     instruction, a["text"], b["text"], a["model_id"], b["model_id"],
-                                    _outcome_label(float(scores[0]), float(scores[1]))))
+                                    outcome_label(float(scores[0]), float(scores[1]))))
     return prefs
 
 

@@ -40,6 +40,8 @@ class ChapterNeeds:
     real_data: tuple[str, ...] = ()
     data_parameter: str | None = None
     seconds: Mapping[str, float] = field(default_factory=dict)
+    # a parameter that, when set, points the chapter at the user's own data instead of the public sample
+    own_data_parameter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,11 @@ def chapter_needs(notebook: Path) -> ChapterNeeds:
         meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get(METADATA_KEY, {})
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read the metadata of {notebook}: {err}") from err
-    unknown = sorted(set(meta) - {"real_data", "data_parameter", "seconds"})
+    unknown = sorted(set(meta) - {"real_data", "data_parameter", "seconds", "own_data_parameter"})
     if unknown:
         raise ValueError(f"{notebook.name}: unknown {METADATA_KEY} metadata keys {unknown}")
     return ChapterNeeds(real_data=tuple(meta.get("real_data", ())), data_parameter=meta.get("data_parameter"),
-                        seconds=dict(meta.get("seconds", {})))
+                        seconds=dict(meta.get("seconds", {})), own_data_parameter=meta.get("own_data_parameter"))
 
 
 # -- models -------------------------------------------------------------------------------------------
@@ -109,8 +111,8 @@ def real_data_findings(stem: str, needs: ChapterNeeds, parameters: Mapping[str, 
     from .real_data import FETCH_COMMAND, SHARED_DATA_ENV_VAR, find_data_root
     from .real_data_fetch import IncompleteDownload, verify_fetched
 
-    if not needs.real_data:
-        return []
+    if not needs.real_data or (needs.own_data_parameter and parameters.get(needs.own_data_parameter)):
+        return []  # no public data read: none at all, or the user's own folder instead of the sample
     wanted = ", ".join(f"{d}/" for d in needs.real_data)
     named = parameters.get(needs.data_parameter) if needs.data_parameter else None
     if named is not None:

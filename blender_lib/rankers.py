@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -259,7 +260,15 @@ class PairRankerModel(SavedInFolder, nn.Module):
         new_tokens = [AddedToken(t, special=True, normalized=False) for t in config.special_tokens]
         tokenizer.add_tokens(new_tokens, special_tokens=True)
         torch.manual_seed(config.seed)  # new embedding rows and the head are random: seed them
-        loaded.model.resize_token_embeddings(len(tokenizer))
+        # transformers announces the new rows' initialisation on every call; they are seeded here and a
+        # saved ranker's checkpoint overwrites them, so the notice asks nothing of the user
+        resize_logger = logging.getLogger("transformers.modeling_utils")
+        level = resize_logger.level
+        resize_logger.setLevel(logging.ERROR)
+        try:
+            loaded.model.resize_token_embeddings(len(tokenizer))
+        finally:
+            resize_logger.setLevel(level)
         freeze_lower_layers(loaded.model, config.freeze_layers)  # after the resize: it replaces the embeddings
         return cls(loaded.model, tokenizer, config).to(loaded.device)
 
@@ -520,11 +529,36 @@ def compare(ranker: PairRankerModel, instructions: Sequence[str], candidates_a: 
     return [bool(logits[2 * n] - logits[2 * n + 1] > 0) for n in range(len(instructions))]
 
 
+log = logging.getLogger(__name__)
+AUTO_BUBBLE_ABOVE = 5  # best_of_n's "auto": max-logits up to this many candidates, bubble beyond
+LONG_RUN_PASSES = 20_000  # model passes above which rank / best_of_n warn before they start
+
+
+def model_passes(candidates_lists: Sequence[Sequence[str]], aggregation: str) -> int:
+    """Cross-encoder passes an aggregation costs: N(N - 1) per input for the full matrix (max-logits,
+    max-wins: every ordered pair), 2(N - 1) for one bubble pass (N - 1 comparisons, both orders)."""
+    sizes = [len(c) for c in candidates_lists]
+    return sum(2 * (n - 1) if aggregation == "bubble" else n * (n - 1) for n in sizes)
+
+
+def _announce_cost(what: str, candidates_lists: Sequence[Sequence[str]], aggregation: str) -> None:
+    passes = model_passes(candidates_lists, aggregation)
+    message = (f"{what}: {aggregation} over {len(candidates_lists)} inputs of up to "
+               f"{max((len(c) for c in candidates_lists), default=0)} candidates = {passes:,} model passes "
+               f"(bubble: {model_passes(candidates_lists, 'bubble'):,}, the full matrix: {model_passes(candidates_lists, 'max_logits'):,})")
+    (log.warning if passes > LONG_RUN_PASSES else log.info)(message)
+
+
 def rank(ranker: PairRankerModel, instructions: Sequence[str], candidates_lists: Sequence[Sequence[str]], *,
          aggregation: str = "max_logits", batch_size: int = 32, return_scores: bool = False,
          progress: bool = False) -> list[list[int]] | list[list[float]]:
-    """Ranks per input (1 = best; ties share the better rank), or the aggregated scores."""
+    """Ranks per input (1 = best; ties share the better rank), or the aggregated scores. A full ranking
+    needs the whole comparison matrix: N(N - 1) model passes per input (15 candidates: 210), logged
+    before the run (a warning above :data:`LONG_RUN_PASSES`); to pick one answer, :func:`best_of_n`
+    with bubble needs 2(N - 1)."""
     _aggregate(np.zeros((1, 1)), aggregation)  # reject a bad name before any model work
+    _check_inputs(instructions, candidates_lists)
+    _announce_cost("rank", candidates_lists, aggregation)
     matrices = _matrices(ranker, instructions, candidates_lists, batch_size=batch_size, progress=progress)
     scores = [_aggregate(m, aggregation) for m in matrices]
     if return_scores:
@@ -533,13 +567,20 @@ def rank(ranker: PairRankerModel, instructions: Sequence[str], candidates_lists:
 
 
 def best_of_n(ranker: PairRankerModel, instructions: Sequence[str], candidates_lists: Sequence[Sequence[str]], *,
-              aggregation: str = "max_logits", batch_size: int = 32) -> list[int]:
-    """Index of the chosen candidate per input. 'bubble' costs N - 1 comparisons, the others N(N - 1)."""
+              aggregation: str = "auto", batch_size: int = 32) -> list[int]:
+    """Index of the chosen candidate per input. 'bubble' costs N - 1 comparisons (2(N - 1) passes),
+    'max_logits' and 'max_wins' the full matrix, N(N - 1) passes. 'auto' (default): max-logits up to
+    :data:`AUTO_BUBBLE_ABOVE` candidates, bubble beyond. The cost is logged before the run."""
+    _check_inputs(instructions, candidates_lists)
+    if aggregation == "auto":
+        aggregation = "bubble" if max((len(c) for c in candidates_lists), default=0) > AUTO_BUBBLE_ABOVE else "max_logits"
+    if aggregation != "bubble":
+        _aggregate(np.zeros((1, 1)), aggregation)
+    _announce_cost("best_of_n", candidates_lists, aggregation)
     if aggregation == "bubble":
         return _bubble_many(ranker, instructions, candidates_lists, batch_size=batch_size)[0]
-    scores = rank(ranker, instructions, candidates_lists, aggregation=aggregation, batch_size=batch_size,
-                  return_scores=True)
-    return [int(np.argmax(s)) for s in scores]  # first of equals, like bubble's tie rule
+    matrices = _matrices(ranker, instructions, candidates_lists, batch_size=batch_size, progress=False)
+    return [int(np.argmax(_aggregate(m, aggregation))) for m in matrices]  # first of equals, like bubble's tie rule
 
 
 def reference_rewards_many(ranker: PairRankerModel, instructions: Sequence[str],

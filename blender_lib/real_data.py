@@ -71,6 +71,7 @@ import pandas as pd
 
 from . import paths
 from .data import DataError, Record, make_example, read_records, seeded_rows, validate_examples
+from .scales import ScoreScale, scale_of
 
 if TYPE_CHECKING:  # only for annotations: rankers imports torch
     from .rankers import PairLogits
@@ -353,6 +354,14 @@ def _alpaca_prompts(folder: Path) -> list[_AlpacaPrompt]:
     _unique_keys(records, "id", path)
     return [_AlpacaPrompt(_need(r, "id", int), _need(r, "instruction", str), _need(r, "dataset", str),
                           _need(r, "outputs", dict)) for r in records]
+
+
+def alpaca_eval_outputs(root: str | Path | None = None, models: Sequence[str] = ()) -> dict[str, dict[int, str]]:
+    """Each model's AlpacaEval outputs by prompt id (the wide file), judged or not: what a model with
+    answers but no verdicts contributes (an unscored candidate)."""
+    prompts = _alpaca_prompts(_dataset_dir(root, "alpaca_eval"))
+    chosen = _choose(models, _alpaca_output_models(prompts), "AlpacaEval models with outputs", ALPACA_WIDE_FILE)
+    return {m: {p.prompt_id: p.outputs[m] for p in prompts if isinstance(p.outputs.get(m), str)} for m in chosen}
 
 
 def _alpaca_output_models(prompts: Sequence[_AlpacaPrompt]) -> list[str]:
@@ -969,10 +978,9 @@ def paired_agreement_gap(examples: Sequence[Mapping[str, Any]], scores_a: Sequen
     return float(100 * diffs.sum() / counts.sum()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
-def win_rate_vs_reference(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], *,
-                          key: str = PREF_SCORE) -> float:
-    """The AlpacaEval win rate (percent) of a selector that answers each prompt with one candidate: the
-    mean ``gpt4_pref`` of the selected candidates (draws count half, as on the leaderboard)."""
+def _picked_scores(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], key: str) -> np.ndarray:
+    """The ``key`` score of each selected candidate, NaN where that candidate has none (an unscored
+    model's answer: its quality is unknown, so it counts in no mean)."""
     if len(selections) != len(examples):
         raise ValueError(f"got {len(selections)} selections for {len(examples)} examples")
     if not examples:
@@ -982,24 +990,39 @@ def win_rate_vs_reference(examples: Sequence[Mapping[str, Any]], selections: Seq
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < len(ex["candidates"]):
             raise ValueError(f"example {ex.get('id', n)!r}: selection {k!r} is not a candidate index "
                              f"(0..{len(ex['candidates']) - 1})")
-        picked.append(candidate_scores(ex, key)[k])
-    return 100 * float(np.mean(picked))
+        picked.append(float(ex["candidates"][k]["scores"].get(key, np.nan)))
+    return np.array(picked)
+
+
+def win_rate_vs_reference(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], *,
+                          key: str = PREF_SCORE, scale: str | ScoreScale = "probability") -> float:
+    """The mean ``key`` score of the selected candidates, in ``scale``'s unit: for AlpacaEval's
+    ``gpt4_pref`` (a share) the win rate in percent, draws counting half as on the leaderboard; for a
+    1-10 score the mean score. Picks of unscored candidates count in neither the sum nor the count."""
+    picked = _picked_scores(examples, selections, key)
+    if np.isnan(picked).all():
+        raise DataError(f"none of the {len(picked)} selected candidates has a score {key!r}")
+    return float(scale_of(scale).display(np.nanmean(picked)))
 
 
 def oracle_selections(examples: Sequence[Mapping[str, Any]], *, key: str = PREF_SCORE) -> list[int]:
-    """The candidate with the highest ``gpt4_pref`` per example (the first on a tie): an upper bound that
-    has read GPT-4's judgments."""
-    return [int(np.argmax(candidate_scores(ex, key))) for ex in examples]
+    """The candidate with the highest ``key`` score per example (the first on a tie; unscored candidates
+    are never chosen unless none is scored): an upper bound that has read the judgments."""
+    return [int(np.argmax([c["scores"].get(key, -np.inf) for c in ex["candidates"]])) for ex in examples]
 
 
-def candidate_win_rates(examples: Sequence[Mapping[str, Any]], *, key: str = PREF_SCORE) -> pd.Series:
-    """Each candidate model's win rate (percent) against the reference on exactly these examples, best
-    first: the single-model rows beside an ensemble's :func:`win_rate_vs_reference`."""
+def candidate_win_rates(examples: Sequence[Mapping[str, Any]], *, key: str = PREF_SCORE,
+                        scale: str | ScoreScale = "probability") -> pd.Series:
+    """Each candidate model's mean ``key`` score on exactly these examples (a win rate in percent for a
+    share), best first: the single-model rows beside an ensemble's :func:`win_rate_vs_reference`. A
+    model's unscored answers and the examples it does not answer count in none of its means."""
     totals: dict[str, list[float]] = defaultdict(list)
     for ex in examples:
-        for c, value in zip(ex["candidates"], candidate_scores(ex, key)):
-            totals[c["model"]].append(value)
-    rates = pd.Series({m: 100 * float(np.mean(v)) for m, v in totals.items()}, name="win_rate", dtype=float)
+        for c in ex["candidates"]:
+            if key in c["scores"]:
+                totals[c["model"]].append(float(c["scores"][key]))
+    shown = scale_of(scale)
+    rates = pd.Series({m: float(shown.display(np.mean(v))) for m, v in totals.items()}, name="win_rate", dtype=float)
     return rates.sort_values(ascending=False, kind="stable")
 
 
@@ -1056,49 +1079,64 @@ def word_counts(examples: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
 def best_single_selections(examples: Sequence[Mapping[str, Any]], fold_of: Mapping[str, int], *,
                            key: str = PREF_SCORE) -> tuple[list[int], dict[int, str]]:
     """Per example, the candidate of the model with the best mean ``key`` on the *other* folds (the
-    best single model as a method: chosen on training prompts only); also the model per fold."""
-    from .baselines import best_single_model
-
+    best single model as a method: chosen on training prompts only; unscored answers count in no mean);
+    also the model per fold. Where that model did not answer an example (a ragged pool), the next
+    model by the same ranking that did."""
     folds = fold_indices(examples, fold_of)
     picks = [0] * len(examples)
     chosen: dict[int, str] = {}
     for fold, test in folds.items():
         held_out = set(test)
-        model = best_single_model([ex for n, ex in enumerate(examples) if n not in held_out], by=key)
-        chosen[fold] = model
+        ranking = list(candidate_win_rates([ex for n, ex in enumerate(examples) if n not in held_out], key=key).index)
+        chosen[fold] = ranking[0]
         for n in test:
-            picks[n] = [c["model"] for c in examples[n]["candidates"]].index(model)
+            answered = {c["model"]: k for k, c in enumerate(examples[n]["candidates"])}
+            model = next((m for m in ranking if m in answered), None)
+            if model is None:
+                raise DataError(f"example {examples[n].get('id')!r}: none of its models has a {key!r} score on the training folds")
+            picks[n] = answered[model]
     return picks, chosen
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """Each resample's mean over its scored picks; NaN for a resample with none (percentiles skip it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=1)
 
 
 def win_rate_table(examples: Sequence[Mapping[str, Any]], selections: Mapping[str, Sequence[int]], *,
                    against: str | None = None, n_boot: int = 2000, seed: int = 0,
-                   key: str = PREF_SCORE) -> pd.DataFrame:
-    """The AlpacaEval win rate (percent) of each selector with a 95% percentile-bootstrap interval over
-    prompts; with ``against`` (a selector's name), each one's gap to it in points, bootstrapped on
-    the same resampled prompts (a paired interval: it excludes 0 only when the gap is more than
-    prompt-sampling noise)."""
+                   key: str = PREF_SCORE, scale: str | ScoreScale = "probability") -> pd.DataFrame:
+    """Each selector's mean ``key`` score in ``scale``'s unit (the AlpacaEval win rate in percent by
+    default; a 1-10 score as it is) with a 95% percentile-bootstrap interval over prompts; with
+    ``against`` (a selector's name), each one's gap to it, bootstrapped on the same resampled prompts (a
+    paired interval: it excludes 0 only when the gap is more than prompt-sampling noise). A pick of an
+    unscored candidate counts in no mean (nor its prompt in that gap); a column then says how many."""
     if not selections:
         raise ValueError("no selections")
     if against is not None and against not in selections:
         raise ValueError(f"against={against!r} is not one of the selectors {list(selections)}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    picked = {}
-    for name, chosen in selections.items():
-        win_rate_vs_reference(examples, chosen, key=key)  # checks lengths and indices, naming the example
-        picked[name] = 100 * np.array([candidate_scores(ex, key)[int(k)] for ex, k in zip(examples, chosen)])
+    shown = scale_of(scale)
+    picked = {name: shown.display(_picked_scores(examples, chosen, key)) for name, chosen in selections.items()}
     resample = np.random.default_rng(seed).integers(0, len(examples), size=(n_boot, len(examples)))
     rows = {}
     for name, values in picked.items():
-        boot = values[resample].mean(axis=1)
-        row = {"win rate %": float(values.mean()), "CI low": float(np.percentile(boot, 2.5)),
-               "CI high": float(np.percentile(boot, 97.5))}
+        if np.isnan(values).all():
+            raise DataError(f"selector {name!r}: none of its picks has a score {key!r}")
+        boot = _nanmean_rows(values[resample])
+        row = {shown.unit(key): float(np.nanmean(values)), "CI low": float(np.nanpercentile(boot, 2.5)),
+               "CI high": float(np.nanpercentile(boot, 97.5))}
         if against is not None:
             gap = values - picked[against]
-            gaps = gap[resample].mean(axis=1)
-            row.update({f"gap to {against} (pts)": float(gap.mean()), "gap CI low": float(np.percentile(gaps, 2.5)),
-                        "gap CI high": float(np.percentile(gaps, 97.5))})
+            gaps = _nanmean_rows(gap[resample])
+            row.update({f"gap to {against} ({shown.gap_unit()})": float(np.nanmean(gap)),
+                        "gap CI low": float(np.nanpercentile(gaps, 2.5)), "gap CI high": float(np.nanpercentile(gaps, 97.5))})
+        unscored = int(np.isnan(values).sum())
+        if unscored:
+            row["picks without a score"] = unscored
         rows[name] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "selector"

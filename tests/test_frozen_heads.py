@@ -119,8 +119,32 @@ def test_the_router_head_names_bad_rewards_and_uneven_pools(tmp_path, monkeypatc
     with pytest.raises(ValueError, match=r"rewards \(fold 0\) must have shape \(10, 2\)"):
         FH.cross_validate_router_head(pool, rewards[:5], cache)
     pool[3]["candidates"].reverse()
-    with pytest.raises(ValueError, match="same candidate models, in the same order"):
+    with pytest.raises(ValueError, match=r"differ between examples \(a ragged pool\): pass models="):
         FH.cross_validate_router_head(pool, rewards, cache)
+
+
+def test_the_router_head_routes_a_ragged_pool_among_the_models_that_answered(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLENDER_BOOK_CACHE", str(tmp_path / "cache"))
+    pool, rewards, vectors = routing_pool()
+    cache = RM.EmbeddingCache.open("mock", 4, root=tmp_path)
+    cache.add([ex["instruction"] for ex in pool], vectors)
+    # model "b" (which wins kind-1 queries) did not answer query 1, a kind-1 query; "c" answered only some, unscored
+    del pool[1]["candidates"][1]
+    rewards[1, 1] = np.nan
+    for q in (0, 1, 2):
+        pool[q]["candidates"].append({"model": "c", "text": "c", "scores": {}})
+    ragged = np.column_stack([rewards, np.full(len(pool), np.nan)])
+    settings = FH.HeadSettings(epochs=60, batch_size=16, lr=5e-2, weight_decay=0.0)
+    routed = FH.cross_validate_router_head(pool, ragged, cache, settings=settings, models=["a", "b", "c"])
+    assert routed.choices[3] == 1 and routed.choices[2] == 0  # kind 1 to b, kind 0 to a, as before
+    assert routed.choices[1] == 0 and routed.probabilities[1, 1] == 0.0  # b is absent there: a, then c
+    assert np.allclose(routed.probabilities.sum(axis=1), 1)
+    labels = FH.router_labels(ragged[:3], 1.0, None, 0.0)
+    assert labels[1].tolist() == [1.0, 0.0, 0.0] and labels[0, 2] == 0.0
+    with pytest.raises(ValueError, match="score a model on an example it did not answer"):
+        FH.cross_validate_router_head(pool, np.nan_to_num(ragged), cache, settings=settings, models=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"models \['c'\] answer some examples but are not among"):
+        FH.cross_validate_router_head(pool, ragged[:, :2], cache, settings=settings, models=["a", "b"])
 
 
 def test_agreement_reads_a_pair_matrix_as_the_pairwise_verdict():

@@ -93,11 +93,12 @@ def test_folds_follow_the_prompt_across_sources(root):
 
 
 @pytest.mark.parametrize("change, message", [({"label": 2.0}, "label must be 1"), ({"weight": 0.0}, "weight must be positive"),
-                                              ({"first": "  "}, "empty first")])
+                                              ({"instruction": "  "}, "empty instruction")])
 def test_a_bad_preference_is_refused(change, message):
     good = dict(source="s", pair_id="p", prompt_key="k", instruction="q", first="a", second="b",
                 first_model="m", second_model="n", label=1.0)
     P.Preference(**good)
+    P.Preference(**{**good, "first": ""})  # an empty answer is data: it usually loses
     with pytest.raises(DataError, match=message):
         P.Preference(**{**good, **change})
     with pytest.raises(DataError, match="empty instruction"):

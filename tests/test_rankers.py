@@ -463,3 +463,23 @@ def test_frozen_lower_layers_do_not_move_in_training_and_the_upper_ones_do(tmp_p
         R.PairRankerModel.from_backbone(replace(config, freeze_layers=7))
     with pytest.raises(ValueError, match="freeze_layers must be >= 0"):
         replace(config, freeze_layers=-1)
+
+
+def test_the_cost_of_an_aggregation_is_counted_and_logged_before_the_run(ranker, caplog, monkeypatch):
+    import logging
+
+    lists = [["a", "b", "c"], ["a"] * 15]
+    assert R.model_passes(lists, "max_logits") == 3 * 2 + 15 * 14 and R.model_passes(lists, "bubble") == 2 * 2 + 2 * 14
+    candidates = ["Paris.", "Lyon.", "I don't know.", "The capital is Paris.", "Nice.", "Marseille."]
+    with caplog.at_level(logging.INFO, logger="blender_lib.rankers"):
+        picked = R.best_of_n(ranker, [QUESTION], [candidates])  # 6 > AUTO_BUBBLE_ABOVE: bubble
+    assert picked == [R.bubble(ranker, QUESTION, candidates)[0]]
+    assert "best_of_n: bubble over 1 inputs of up to 6 candidates = 10 model passes (bubble: 10, the full matrix: 30)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="blender_lib.rankers"):
+        R.best_of_n(ranker, [QUESTION], [candidates[:3]])
+    assert "best_of_n: max_logits over 1 inputs of up to 3 candidates = 6 model passes" in caplog.text
+    monkeypatch.setattr(R, "LONG_RUN_PASSES", 5)  # a long run is announced as a warning
+    with caplog.at_level(logging.WARNING, logger="blender_lib.rankers"):
+        R.rank(ranker, [QUESTION], [candidates[:3]])
+    assert caplog.records[-1].levelname == "WARNING" and "rank: max_logits" in caplog.records[-1].getMessage()

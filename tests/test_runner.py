@@ -232,3 +232,14 @@ def test_make_book_keeps_chapter_6_without_the_real_data(no_real_data, tmp_path)
     assert "no alpaca_eval, flask, llmbar folder" in record["chapters"][0]["reason"]
     assert (tmp_path / "out" / "06_real_llms.ipynb").read_bytes() == stored
     assert (tmp_path / "out" / "results" / "06_real_llms.json").read_bytes() == (RESULTS_DIR / "06_real_llms.json").read_bytes()
+
+
+def test_a_chapter_pointed_at_the_users_own_data_needs_no_public_data(book, tmp_path, no_real_data):
+    _needs(book / "01_beta.ipynb", real_data=["alpaca_eval"], data_parameter="data", own_data_parameter="folder")
+    nb = nbformat.read(book / "01_beta.ipynb", as_version=4)
+    nb.cells[0].source += "\ndata = None\nfolder = ''"
+    nbformat.write(nb, book / "01_beta.ipynb")
+    kept = runner.plan_run(runner.select_chapters(["01"], book), {}, out_dir=tmp_path / "sample")
+    assert "has no alpaca_eval folder" in kept.chapters[0].keep_reason  # the public sample is absent: kept
+    mine = runner.plan_run(runner.select_chapters(["01"], book), {"folder": str(tmp_path)}, out_dir=tmp_path / "mine")
+    assert mine.chapters[0].keep_reason is None  # the user's folder replaces it: the chapter runs
