@@ -504,6 +504,66 @@ def gpt_ranks(example: dict[str, Any]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------
+# the paper's Table 2 columns from pairwise verdicts
+
+# The bases of Table 2's ">= Vic" and ">= OA" columns, as the published MixInstruct names them.
+TABLE2_BASES: dict[str, str] = {"Vic": "vicuna-13b-1.1", "OA": "oasst-sft-4-pythia-12b-epoch-3.5"}
+TIE_RULES = ("original", "corrected")
+
+
+def at_least_as_good(cmp_results: dict[str, str], selected: str, base: str, rule: str = "original") -> float | None:
+    """Whether ``selected`` is at least as good as ``base`` by the judge's verdict on the pair; None
+    when the pair has no verdict.
+
+    ``rule="original"`` is the paper's Table 2: a win or either kind of tie counts 1, and the base
+    itself counts 1 (it is as good as itself). ``rule="corrected"`` is the computation posted in the
+    official repository's issue #6 ("Issue with calculating >= Vic and OA"): a win 1, "Same good" 0.5,
+    "Same bad" 0, a loss 0, and the base itself 0.5; it gives PairRanker 58.29% against Vicuna, not
+    the table's figure."""
+    if rule not in TIE_RULES:
+        raise ValueError(f"rule must be one of {TIE_RULES}, got {rule!r}")
+    if selected == base:
+        return 1.0 if rule == "original" else 0.5
+    label, flipped = cmp_results.get(f"{selected},{base}"), False
+    if label is None:
+        label, flipped = cmp_results.get(f"{base},{selected}"), True
+    if label is None:
+        return None
+    if label not in _INCREMENTS:
+        raise JudgeError(f"unknown comparison label {label!r} for {selected} vs {base}; expected one of {LABELS}")
+    if label in ("Same good", "Same bad"):
+        return 1.0 if rule == "original" else (0.5 if label == "Same good" else 0.0)
+    return float((label == "A is better") != flipped)
+
+
+def table2_row(examples: list[dict[str, Any]], selections: list[int], *, rule: str = "original",
+               bases: dict[str, str] = TABLE2_BASES, top_k: tuple[int, ...] = (1, 2, 3)) -> dict[str, float]:
+    """One method's row of the paper's Table 2 from the judge's verdicts: its mean GPT-Rank (the rank
+    of the selected candidate among all, 1 = best), the percentage of examples where it is at least as
+    good as each base (:func:`at_least_as_good`, examples without that verdict left out), and the
+    percentage where it is among the GPT-Rank top k. Examples without verdicts are left out."""
+    if len(selections) != len(examples):
+        raise ValueError(f"got {len(selections)} selections for {len(examples)} examples")
+    ranks, versus = [], {name: [] for name in bases}
+    for ex, k in zip(examples, selections):
+        if not ex.get("cmp_results"):
+            continue
+        chosen = ex["candidates"][k]["model"]
+        ranks.append(gpt_ranks(ex)[chosen])
+        for name, base in bases.items():
+            value = at_least_as_good(ex["cmp_results"], chosen, base, rule)
+            if value is not None:
+                versus[name].append(value)
+    if not ranks:
+        raise ValueError("no example has verdicts (cmp_results)")
+    row = {"GPT-Rank": float(np.mean(ranks))}
+    row.update({f">= {name} %": 100 * float(np.mean(v)) if v else float("nan") for name, v in versus.items()})
+    row.update({f"Top-{k} %": 100 * float(np.mean([r <= k for r in ranks])) for k in top_k})
+    row["judged examples"] = float(len(ranks))
+    return row
+
+
+# --------------------------------------------------------------------------------------------
 # how far can a judge be trusted?
 
 NON_ANSWER = "I don't know."

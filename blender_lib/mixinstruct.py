@@ -431,3 +431,38 @@ def candidate_backbones(record: Mapping[str, Any]) -> dict[str, str]:
     if params.get("retrieval_candidate"):
         backbones[RETRIEVAL_MODEL_NAME] = params["encoder"]
     return backbones
+
+
+# -- the published MixInstruct (llm-blender/mix-instruct) ------------------------------------------------------
+
+PUBLISHED_ID = "llm-blender/mix-instruct"
+PUBLISHED_FILES = {"train": "train_data_prepared.jsonl", "val": "val_data_prepared.jsonl", "test": "test_data_prepared.jsonl"}
+PUBLISHED_HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def load_published(source: str, split_sizes: Mapping[str, int | None] | None = None, *, seed: int = 0,
+                   judged_test_only: bool = True) -> dict[str, list[dict]]:
+    """The published MixInstruct (100k train, 5k val, 5k test; 11 LLMs' candidates with their metric
+    scores; ChatGPT's pairwise ``cmp_results`` on 4,771 test examples) instead of a build: no generation,
+    no judging. ``source``: ``"hub:llm-blender/mix-instruct"`` (the hub, through ``datasets``) or a local
+    folder holding the hub's ``{train,val,test}_data_prepared.jsonl``. ``split_sizes`` takes a seeded
+    subset of each split (None or a missing split: all of it); with ``judged_test_only`` the test split
+    keeps the examples ChatGPT judged, as the paper's Table 2 does."""
+    if source.startswith("hub:"):
+        dataset_id = source.removeprefix("hub:")
+        load = lambda split: data_lib.load_hf(dataset_id, split=PUBLISHED_HUB_SPLITS[split])  # noqa: E731
+    else:
+        folder = Path(source).expanduser()
+        missing = [name for name in PUBLISHED_FILES.values() if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder} lacks {missing}: the published MixInstruct's files "
+                                    f"(hub {PUBLISHED_ID}); or pass source='hub:{PUBLISHED_ID}'")
+        load = lambda split: data_lib.load_local(folder / PUBLISHED_FILES[split], shape="mixinstruct")  # noqa: E731
+    splits = {}
+    for split in PUBLISHED_FILES:
+        examples = load(split)
+        if split == "test" and judged_test_only:
+            examples = [ex for ex in examples if ex["cmp_results"]]
+        size = (split_sizes or {}).get(split)
+        splits[split] = [examples[k] for k in data_lib.seeded_rows(len(examples), size, seed)]
+    return splits

@@ -139,3 +139,27 @@ def test_logprob_judge_batches_by_length_and_keeps_each_verdict_with_its_prompt(
     with torch.inference_mode():
         full = torch.log_softmax(loaded.model(**ids).logits[0, -1].float(), dim=-1)[judge.option_ids]
     np.testing.assert_allclose(full.numpy(), json.loads(alone[1].raw)["option_logprobs"], atol=1e-3)
+
+
+def test_table2_counts_ties_as_the_paper_did_and_as_the_correction_does():
+    from blender_lib import judge as J
+
+    cmp = {"ranker-pick,vicuna-13b-1.1": "Same bad", "oasst-sft-4-pythia-12b-epoch-3.5,ranker-pick": "B is better",
+           "vicuna-13b-1.1,oasst-sft-4-pythia-12b-epoch-3.5": "Same good"}
+    assert J.at_least_as_good(cmp, "ranker-pick", "vicuna-13b-1.1", "original") == 1.0  # a tie is ">="
+    assert J.at_least_as_good(cmp, "ranker-pick", "vicuna-13b-1.1", "corrected") == 0.0  # "Same bad" counts nothing
+    assert J.at_least_as_good(cmp, "ranker-pick", "oasst-sft-4-pythia-12b-epoch-3.5") == 1.0  # B is the pick: a win
+    assert J.at_least_as_good(cmp, "oasst-sft-4-pythia-12b-epoch-3.5", "vicuna-13b-1.1", "corrected") == 0.5
+    assert J.at_least_as_good(cmp, "vicuna-13b-1.1", "vicuna-13b-1.1", "corrected") == 0.5
+    assert J.at_least_as_good(cmp, "other", "vicuna-13b-1.1") is None
+    models = ["ranker-pick", "vicuna-13b-1.1", "oasst-sft-4-pythia-12b-epoch-3.5"]
+    ex = {"candidates": [{"model": m} for m in models], "cmp_results": cmp}
+    # GPT-Rank scores: pick -0.5 + 1 = 0.5; vicuna -0.5 + 0.5 = 0; oasst -1 + 0.5 = -0.5 -> ranks 1, 2, 3
+    unjudged = {"candidates": ex["candidates"], "cmp_results": {}}
+    original = J.table2_row([ex, ex, unjudged], [0, 1, 2])
+    assert original == {"GPT-Rank": 1.5, ">= Vic %": 100.0, ">= OA %": 100.0, "Top-1 %": 50.0, "Top-2 %": 100.0,
+                        "Top-3 %": 100.0, "judged examples": 2.0}
+    corrected = J.table2_row([ex, ex], [0, 1], rule="corrected")
+    assert corrected[">= Vic %"] == 25.0 and corrected[">= OA %"] == 75.0  # (0 + 0.5) / 2 and (1 + 0.5) / 2
+    with pytest.raises(ValueError, match="rule must be one of"):
+        J.at_least_as_good(cmp, "a", "b", "fixed")

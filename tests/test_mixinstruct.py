@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from blender_lib import data
@@ -137,3 +139,26 @@ def test_the_build_report_counts_requests_that_failed_after_retries(tmp_path, mo
     if committed.exists():
         stored = json.loads(committed.read_text())["report"]
         assert set(record["report"]) == set(stored) and set(record["report"]["judge"]) == set(stored["judge"])
+
+
+def test_the_published_mixinstruct_loads_from_a_folder_in_the_hubs_layout(tmp_path):
+    """A tiny MixInstruct written in the hub's exact JSONL layout (cmp_results a JSON string or null)."""
+    from blender_lib import mixinstruct as MI
+
+    def row(split, k, judged):
+        return {"id": f"unified_chip2/{split}{k}", "instruction": "", "input": f"Question {k}?", "output": f"Answer {k}.",
+                "candidates": [{"decoding_method": "top_p_sampling", "model": m, "text": f"{m} says {k}",
+                                "scores": {"logprobs": -1.0, "rougeL": 0.2, "bleu": None}} for m in ("vicuna-13b-1.1", "koala-7B-HF")],
+                "cmp_results": json.dumps({"vicuna-13b-1.1,koala-7B-HF": "A is better"}) if judged else None}
+
+    for split, name in MI.PUBLISHED_FILES.items():
+        (tmp_path / name).write_text("".join(json.dumps(row(split, k, k % 2 == 0)) + "\n" for k in range(6)), encoding="utf-8")
+    splits = MI.load_published(str(tmp_path), {"train": 4}, seed=0)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 4, "val": 6, "test": 3}  # test: the judged three
+    first = splits["test"][0]
+    assert first["cmp_results"] == {"vicuna-13b-1.1,koala-7B-HF": "A is better"} and first["candidates"][0]["scores"] == {
+        "logprobs": -1.0, "rougeL": 0.2}  # a null score is no score
+    assert MI.load_published(str(tmp_path), {"train": 4}, seed=0)["train"] == splits["train"]  # seeded
+    (tmp_path / "val_data_prepared.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks \['val_data_prepared.jsonl'\]"):
+        MI.load_published(str(tmp_path))
