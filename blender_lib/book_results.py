@@ -425,31 +425,29 @@ def cost_ledger(results: Results, *, flat_price_per_million_tokens: float, quali
     and 8 are added when they are in ``results``."""
     flat = f"flat ${flat_price_per_million_tokens:g} / 1M tokens"
     rows = []
+
+    def add(setting: str, method: str, generations: float, scorer: float, tokens: float, dollars: float, priced_by: str,
+            value: float, unit: str) -> None:
+        rows.append({"setting": setting, "method": method, GENERATIONS: generations, SCORER: scorer, TOKENS: tokens,
+                     DOLLARS: dollars, "priced by": priced_by, "quality": value, "quality unit": unit})
+
     for name, row in cost_quality_points(results, quality=quality).iterrows():
-        rows.append({"method": name, "setting": "ch. 3-5: tiny local models, the default profile's test split",
-                     GENERATIONS: row[GENERATIONS], SCORER: row[SCORER], TOKENS: row[TOKENS],
-                     DOLLARS: row[TOKENS] * flat_price_per_million_tokens / 1e3, "priced by": flat,
-                     "quality": row[quality], "quality unit": quality})
+        add("ch. 3-5: tiny local models, the default profile's test split", name, row[GENERATIONS], row[SCORER], row[TOKENS],
+            row[TOKENS] * flat_price_per_million_tokens / 1e3, flat, row[quality], quality)
     if REAL_LLMS in results:
-        costs = _rows(results[REAL_LLMS], "cost_held_out", REAL_LLMS)
         held = _rows(results[REAL_LLMS], "held_out_comparison", REAL_LLMS)
-        for name, row in costs.items():
+        for name, row in _rows(results[REAL_LLMS], "cost_held_out", REAL_LLMS).items():
             tokens = float(row[TOKENS])
-            rows.append({"method": name, "setting": f"ch. 6: AlpacaEval, {ERA_POOL}, held-out prompts",
-                         GENERATIONS: float(row["LLM calls / query"]), SCORER: float(row.get(SCORER, float("nan"))),
-                         TOKENS: tokens, DOLLARS: tokens * flat_price_per_million_tokens / 1e3, "priced by": flat,
-                         "quality": float(held[f"{ERA_POOL} | {name}"]["win rate %"]),
-                         "quality unit": "win rate % against text-davinci-003 (GPT-4)"})
+            add(f"ch. 6: AlpacaEval, {ERA_POOL}, held-out prompts", name, float(row["LLM calls / query"]),
+                float(row.get(SCORER, float("nan"))), tokens, tokens * flat_price_per_million_tokens / 1e3, flat,
+                float(held[f"{ERA_POOL} | {name}"]["win rate %"]), "win rate % against text-davinci-003 (GPT-4)")
     if ROUTING in results:
-        chapter = results[ROUTING]
-        datasets = chapter.get("datasets") or {}
-        for key, row in _rows(chapter, "ledger", ROUTING).items():
+        datasets = results[ROUTING].get("datasets") or {}
+        for key, row in _rows(results[ROUTING], "ledger", ROUTING).items():
             dataset, method = key.split(" | ", 1)
-            rows.append({"method": method, "setting": f"ch. 8: strong/weak routing, {dataset}",
-                         GENERATIONS: float(row["LLM calls / query"]), SCORER: float(row["scorer passes / query"]),
-                         TOKENS: float(row["generated tokens / query"]), DOLLARS: float(row["$ / 1k queries"]),
-                         "priced by": "per model (chapter 8's price table)", "quality": float(row["quality"]),
-                         "quality unit": str((datasets.get(dataset) or {}).get("unit", ""))})
+            add(f"ch. 8: strong/weak routing, {dataset}", method, float(row["LLM calls / query"]),
+                float(row["scorer passes / query"]), float(row["generated tokens / query"]), float(row["$ / 1k queries"]),
+                "per model (chapter 8's price table)", float(row["quality"]), str((datasets.get(dataset) or {}).get("unit", "")))
     return pd.DataFrame(rows).set_index(["setting", "method"])[list(LEDGER_COLUMNS)]
 
 

@@ -414,3 +414,18 @@ def compare_selectors(examples: Sequence[Mapping[str, Any]], selections: Mapping
     picks = pd.DataFrame({name: pd.Series([ex["candidates"][k]["model"] for ex, k in zip(examples, chosen)]).value_counts()
                           for name, chosen in everyone.items()}).reindex(models_in(examples)).fillna(0).astype(int)
     return table, picks.rename_axis("picks of")
+
+
+def write_alpaca_eval_sample(root: str | Path, folder: str | Path, *, judged: Sequence[str], unscored: str, n: int,
+                             seed: int = 0, skipped: Notes | None = None) -> Path:
+    """A public sample in FastChat's layout (:func:`write_fastchat`), for trying the loaders offline:
+    ``n`` seeded AlpacaEval prompts where every ``judged`` model has an answer and a verdict, GPT-4's
+    verdicts against the reference as single-answer scores (the ``probability`` scale, key
+    ``gpt4_pref``), and the answers of ``unscored``, a model with outputs but no verdicts."""
+    from . import real_data as rd
+
+    sample = rd.prompt_subset(rd.load_alpaca_eval(root, judged, skipped=[] if skipped is None else skipped), n, seed)
+    outputs = rd.alpaca_eval_outputs(root, [unscored])[unscored]
+    extra = {unscored: {ex["id"]: outputs[ex["meta"]["alpaca_eval_id"]] for ex in sample
+                        if ex["meta"]["alpaca_eval_id"] in outputs}}
+    return write_fastchat(sample, folder, score_key=rd.PREF_SCORE, judge="alpaca_eval_gpt4", extra_answers=extra)

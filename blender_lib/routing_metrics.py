@@ -277,10 +277,11 @@ def calibration_check(scores: Sequence[float], weak: Sequence[float], strong: Se
 def cost_quality_points(curves: Mapping[str, pd.DataFrame], *, weak_cost: float, strong_cost: float,
                         deferral: Sequence[str] = ()) -> pd.DataFrame:
     """Each router's curve as (cost per query, quality) points: a router pays one call per query, a
-    cascade (named in ``deferral``, its curve from :func:`deferral_curve`) the weak call on every one."""
+    cascade (named in ``deferral``; its curve from :func:`deferral_curve`, or the router curve of its
+    negated confidence, which is the same) the weak call on every one."""
     rows = []
     for name, curve in curves.items():
-        share = curve["deferred share"] if name in deferral else curve["strong share"]
+        share = curve["deferred share"] if "deferred share" in curve else curve["strong share"]
         cost = weak_cost + share * strong_cost if name in deferral else share * strong_cost + (1 - share) * weak_cost
         rows += [{"router": name, "cost": float(c), "quality": float(q)} for c, q in zip(cost, curve["quality"])]
     return pd.DataFrame(rows)

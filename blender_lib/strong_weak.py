@@ -24,7 +24,7 @@ from .data import DataError
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MT_BENCH_JUDGMENTS = "mt_bench/model_judgment_routellm/gpt-4_single_gpt-4-1106-preview_mixtral-8x7b.jsonl"
 MT_BENCH_ROUTER_JUDGMENTS = "mt_bench/model_judgment_routellm/gpt-4_single_martian_unify_routers.jsonl"
-COMMERCIAL_ROUTERS = ("martian", "unify")
+COMMERCIAL_ROUTERS = {"Martian": "martian", "Unify AI": "unify"}  # published name -> model name in the judgments
 
 
 @dataclass
@@ -166,22 +166,39 @@ def commercial_router_scores(root: str | Path) -> dict[str, dict[str, float]]:
     """The MT-Bench score of the two commercial routers RouteLLM benchmarked (martian, unify), computed
     from their published judgments as FastChat does: the mean over every turn the judge rated."""
     unparsed: list[tuple[int, str]] = []
-    scores = _single_scores(Path(root) / MT_BENCH_ROUTER_JUDGMENTS, COMMERCIAL_ROUTERS, unparsed)
+    scores = _single_scores(Path(root) / MT_BENCH_ROUTER_JUDGMENTS, tuple(COMMERCIAL_ROUTERS.values()), unparsed)
     return {router: {"MT-Bench score": float(np.mean([v for (_, m), turns in scores.items() if m == router for v in turns])),
                      "rated turns": sum(len(turns) for (_, m), turns in scores.items() if m == router),
                      "unrated turns": sum(m == router for _, m in unparsed)}
-            for router in COMMERCIAL_ROUTERS}
+            for router in COMMERCIAL_ROUTERS.values()}
+
+
+def beside_commercial_routers(root: str | Path, curves: Mapping[str, Any], published: Any) -> Any:
+    """RouteLLM's published MT-Bench scores of the commercial routers (``published``: the paper table,
+    indexed by router), the same scores recomputed from their judgments, and each of our routers' MT-Bench
+    score read off its curve (``curves``: router -> strong/weak curve) at that router's share of strong calls."""
+    from . import routing_metrics as routing
+
+    recomputed = commercial_router_scores(root)
+    table = published[["MT-Bench score", "strong calls %", "weak model"]].rename(
+        columns={"MT-Bench score": "published MT-Bench score"})
+    table.insert(1, "recomputed from the judgments",
+                 [recomputed[COMMERCIAL_ROUTERS[name]]["MT-Bench score"] for name in table.index])
+    for router, curve in curves.items():
+        table[f"{router} at that share"] = [routing.quality_at_share(curve, share / 100) for share in table["strong calls %"]]
+    return table
 
 
 def load_alpaca_eval_pair(root: str | Path, weak: str, strong: str, *, others: Sequence[str] = (),
-                          annotator: str | None = None) -> StrongWeakData:
+                          annotator: str | None = None, skipped: list[tuple[str, str]] | None = None) -> StrongWeakData:
     """Two AlpacaEval models as a strong/weak pair: the quality of an answer is GPT-4's verdict against
     the reference answer (1 win, 0.5 draw, 0 loss), and both models' answers are kept (a cascade reads
     the weak one, the token count prices both). ``others`` add their verdicts on the same prompts for the
-    MF router; only prompts where every named model has an answer and a verdict are kept."""
+    MF router; only prompts where every named model has an answer and a verdict are kept (``skipped``
+    collects the others with their reasons)."""
     from . import real_data as rd
 
-    skipped: list[tuple[str, str]] = []
+    skipped = [] if skipped is None else skipped
     examples = rd.load_alpaca_eval(root, [weak, strong, *others], annotator=annotator or rd.ALPACA_ANNOTATOR, skipped=skipped)
     quality = np.array([[c["scores"][rd.PREF_SCORE] for c in ex["candidates"]] for ex in examples])
     reference = examples[0]["meta"]["reference_model"]
@@ -285,20 +302,17 @@ class PricedRouting:
 
 
 def priced_routing(data: StrongWeakData, curves: Mapping[str, Any], prices_per_million_tokens: Mapping[str, float], *,
-                   cascades: Mapping[str, np.ndarray] | None = None) -> PricedRouting:
+                   cascades: Sequence[str] = ()) -> PricedRouting:
     """Each router's curve priced per 1,000 queries from the models' mean answer tokens and a price table
-    ($ per million output tokens); ``cascades`` (name -> confidence in each weak answer) pay the weak call
-    on every query and the strong one on those they defer. AIQ over [weak alone, strong alone]."""
+    ($ per million output tokens); the ``cascades`` among them (their curves: deferring the least
+    confident weak answers first) pay the weak call on every query and the strong one on those they
+    defer. AIQ over [weak alone, strong alone]."""
     from . import routing_metrics as routing
 
-    cascades = cascades or {}
     tokens = mean_answer_tokens(data)
     weak_cost, strong_cost = (routing.dollar_cost({m: 1000 * tokens[m]}, prices_per_million_tokens)
                               for m in (data.weak_model, data.strong_model))
-    all_curves = {**curves, **{name: routing.deferral_curve(confidence, data.weak, data.strong, weak_cost=weak_cost,
-                                                            strong_cost=strong_cost)
-                               for name, confidence in cascades.items()}}
-    points = routing.cost_quality_points(all_curves, weak_cost=weak_cost, strong_cost=strong_cost, deferral=list(cascades))
+    points = routing.cost_quality_points(curves, weak_cost=weak_cost, strong_cost=strong_cost, deferral=list(cascades))
     return PricedRouting(tokens, weak_cost, strong_cost, points, routing.hulls_by_router(points),
                          routing.aiq_table(points, (weak_cost, strong_cost)))
 
@@ -307,12 +321,12 @@ LEDGER_COLUMNS = ("LLM calls / query", "scorer passes / query", "generated token
 
 
 def ledger(data: StrongWeakData, curves: Mapping[str, Any], priced: PricedRouting, *, share: float,
-           cascades: Sequence[str] = (), scorer_free: Sequence[str] = ("Random",)) -> Any:
+           cascades: Sequence[str] = (), scorer_free: Sequence[str] = (), leave_out: Sequence[str] = ()) -> Any:
     """Each router at one share of strong calls (a cascade at that share of deferrals), and each model
     alone, in the units a user pays: LLM calls, scorer passes (the router or the cascade's reward
-    model; none for ``scorer_free``), generated tokens and dollars per query, beside the quality reached
-    (read off the curves, linearly interpolated). Routers whose name starts with "Oracle" read both
-    qualities, so they are no method to pay for and are left out."""
+    model; none for ``scorer_free``, e.g. a random router), generated tokens and dollars per query,
+    beside the quality reached (read off the curves, linearly interpolated). ``leave_out``: curves that
+    are no method to pay for (an oracle that reads both qualities)."""
     import pandas as pd
 
     from . import routing_metrics as routing
@@ -321,7 +335,7 @@ def ledger(data: StrongWeakData, curves: Mapping[str, Any], priced: PricedRoutin
     rows = {f"{data.weak_model.split('/')[-1]} alone": (1.0, 0.0, weak_tokens, priced.weak_cost, float(data.weak.mean())),
             f"{data.strong_model} alone": (1.0, 0.0, strong_tokens, priced.strong_cost, float(data.strong.mean()))}
     for name, curve in curves.items():
-        if name.startswith("Oracle"):
+        if name in leave_out:
             continue
         quality = routing.quality_at_share(curve, share)
         scorer = 0.0 if name in scorer_free else 1.0

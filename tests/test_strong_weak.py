@@ -118,7 +118,7 @@ def test_the_ledger_prices_routers_and_cascades_at_one_share():
               "cascade": np.array([0.9, 0.8, 0.1, 0.2]), "Oracle": np.array([1.0, 1.0, 0.0, -1.0])}
     curves = RMX.curves_by_router(scores, data.weak, data.strong)
     priced = SW.PricedRouting({SW.WEAK: 100.0, SW.STRONG: 300.0}, 1.0, 10.0, None, None, None)
-    table = SW.ledger(data, curves, priced, share=0.5, cascades=["cascade"])
+    table = SW.ledger(data, curves, priced, share=0.5, cascades=["cascade"], scorer_free=["Random"], leave_out=["Oracle"])
     assert list(table.index) == ["Mixtral-8x7B-Instruct-v0.1 alone", f"{SW.STRONG} alone", "router, 50% strong",
                                  "Random, 50% strong", "cascade, 50% deferred"]
     assert table.loc["router, 50% strong"].tolist() == [1.0, 1.0, 200.0, 5.5, 1.0]  # queries 0, 1 go strong: all right
