@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+
 from . import data as data_lib
 from . import metrics as metrics_lib
 from .generate import GenerationStats, generate_candidates, pool_configs
 from .io import JsonlCache, atomic_write_json, atomic_write_text
+from .models import add_token_counts
 from .judge import Judge, JudgeStats, LocalJudgeServer, LogProbJudge, OpenAIJudge, judge_examples, known_answer_accuracy
-from .paths import DATA_DIR
+from .paths import data_dir
 
 RETRIEVAL_MODEL_NAME = "retrieval-minilm"
 
@@ -48,8 +51,14 @@ class BuildParams:
     judge_splits: tuple[str, ...] = ("val", "test")
     max_instruction_words: int | None = 400
     max_output_words: int | None = 300
+    # The published MixInstruct instead of a build ("hub:llm-blender/mix-instruct" or a folder in its
+    # layout): no generation and no judging; the candidates are re-scored with ``metrics`` so that new
+    # answers (chapter 4's fused ones) are scored by the same code. The judge above still judges those.
+    source: str | None = None
 
     def __post_init__(self) -> None:
+        if self.source is not None and (not isinstance(self.source, str) or not self.source.strip()):
+            raise ValueError(f"source must be None (build) or 'hub:<dataset id>' / a folder, got {self.source!r}")
         if self.judge_backend not in ("logprob", "served", "openai"):
             raise ValueError(f"judge_backend must be 'logprob', 'served' or 'openai', got {self.judge_backend!r}")
         unknown = [s for s in self.judge_splits if s not in self.split_sizes]
@@ -58,7 +67,15 @@ class BuildParams:
 
     def key(self) -> str:
         """A short hash of the parameters: the built dataset is reused only when it matches."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=list).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.record(), sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+    def record(self) -> dict[str, Any]:
+        """The parameters as saved with a build; ``source`` only when set, so a build's key and record
+        are those it had before published-data mode existed."""
+        values = asdict(self)
+        if values["source"] is None:
+            values.pop("source")
+        return values
 
 
 @dataclass
@@ -86,7 +103,7 @@ class BuildReport:
 
 def prepare_instructions(params: BuildParams, seeds: list[dict] | None = None) -> tuple[dict[str, list[dict]], BuildReport]:
     """Seed instructions -> exact dedup -> length filters -> seeded stratified split."""
-    report = BuildReport(params=asdict(params))
+    report = BuildReport(params=params.record())
     examples = seeds if seeds is not None else data_lib.load_seed_instructions()
     examples, report.removed_duplicates = data_lib.deduplicate(examples)
     examples, report.length_skips = data_lib.filter_by_length(
@@ -271,12 +288,18 @@ def served_judge_check(
 def build_mixinstruct(
     params: BuildParams,
     *,
-    cache_dir: Path = DATA_DIR / "cache",
-    out_dir: Path = DATA_DIR / "mixinstruct",
+    cache_dir: Path | None = None,
+    out_dir: Path | None = None,
     seeds: list[dict] | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, list[dict]], BuildReport]:
-    """Run every stage (each cached) and save the dataset; returns the splits and a build report."""
+    """Run every stage (each cached) and save the dataset; returns the splits and a build report.
+    ``cache_dir`` / ``out_dir`` default to ``cache/`` and ``mixinstruct/`` under :func:`data_dir`.
+    With ``params.source`` set, the published MixInstruct is imported instead (:func:`import_published`)."""
+    cache_dir = cache_dir or data_dir() / "cache"
+    out_dir = out_dir or data_dir() / "mixinstruct"
+    if params.source is not None:
+        return import_published(params, cache_dir=cache_dir, out_dir=out_dir)
     start = time.perf_counter()
     splits, report = prepare_instructions(params, seeds)
     all_examples = [ex for part in splits.values() for ex in part]
@@ -360,8 +383,10 @@ def stable_record(report: BuildReport) -> dict[str, Any]:
     return record
 
 
-def load_build(out_dir: Path = DATA_DIR / "mixinstruct") -> tuple[dict[str, list[dict]], dict[str, Any]]:
-    """Load a saved build: its splits and its build record (key + report)."""
+def load_build(out_dir: Path | None = None) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Load a saved build (default: ``mixinstruct/`` under :func:`data_dir`): its splits and its build
+    record (key + report)."""
+    out_dir = out_dir or data_dir() / "mixinstruct"
     record_path = out_dir / "build.json"
     if not record_path.exists():
         raise FileNotFoundError(f"no built MixInstruct at {out_dir}: run notebooks/01_build_mixinstruct.ipynb first")
@@ -387,6 +412,8 @@ def _jsonable(value: Any) -> Any:
 
 def dataset_card(splits: dict[str, list[dict]], report: BuildReport) -> str:
     """A short Markdown card: sources, models, sizes, judge."""
+    if report.params.get("source") is not None:
+        return published_card(report)
     models = [c["model"] for c in next(ex for part in splits.values() for ex in part)["candidates"]]
     methods = {c["model"]: c["decoding_method"] for part in splits.values() for ex in part for c in ex["candidates"]}
     lines = [
@@ -424,8 +451,11 @@ def _fmt(value: Any) -> str:
 
 def candidate_backbones(record: Mapping[str, Any]) -> dict[str, str]:
     """The model behind each candidate name of a build (its pool's configs; the retrieval candidate
-    runs the build's encoder), e.g. for counting the parameters a selector touches."""
+    runs the build's encoder; the published MixInstruct's hub ids), e.g. for counting the parameters
+    a selector touches."""
     params = record["report"]["params"]
+    if params.get("source") is not None:
+        return {name: hub_id for name, (hub_id, _) in PUBLISHED_MODELS.items()}
     pool = params["pool"]
     backbones = {c.name: c.model for c in pool_configs(pool if isinstance(pool, str) else list(pool))}
     if params.get("retrieval_candidate"):
@@ -466,3 +496,141 @@ def load_published(source: str, split_sizes: Mapping[str, int | None] | None = N
         size = (split_sizes or {}).get(split)
         splits[split] = [examples[k] for k in data_lib.seeded_rows(len(examples), size, seed)]
     return splits
+
+
+# The published candidates: hub id and nominal size (from the model's name or card). Counting a
+# published 13B model's parameters from its config needs the hub; cost tables use the nominal size.
+PUBLISHED_MODELS: dict[str, tuple[str, float]] = {
+    "alpaca-native": ("chavinlo/alpaca-native", 7e9),
+    "chatglm-6b": ("THUDM/chatglm-6b", 6e9),
+    "dolly-v2-12b": ("databricks/dolly-v2-12b", 12e9),
+    "flan-t5-xxl": ("google/flan-t5-xxl", 11e9),
+    "koala-7B-HF": ("TheBloke/koala-7B-HF", 7e9),
+    "llama-7b-hf-baize-lora-bf16": ("project-baize/baize-lora-7B", 7e9),
+    "moss-moon-003-sft": ("fnlp/moss-moon-003-sft", 16e9),
+    "mpt-7b": ("mosaicml/mpt-7b", 7e9),
+    "mpt-7b-instruct": ("mosaicml/mpt-7b-instruct", 7e9),
+    "oasst-sft-4-pythia-12b-epoch-3.5": ("OpenAssistant/oasst-sft-4-pythia-12b-epoch-3.5", 12e9),
+    "stablelm-tuned-alpha-7b": ("stabilityai/stablelm-tuned-alpha-7b", 7e9),
+    "vicuna-13b-1.1": ("eachadea/vicuna-13b-1.1", 13e9),
+}
+COUNTING_TOKENIZER = "smollm2-135m-instruct"  # the published candidates carry no token counts
+PUBLISHED_JUDGE = "published:chatgpt (llm-blender/mix-instruct cmp_results)"
+
+
+def candidate_parameter_counts(record: Mapping[str, Any]) -> dict[str, int]:
+    """Parameters per candidate name: counted from each backbone's config for a build, nominal for the
+    published candidates (whose configs live on the hub)."""
+    if record["report"]["params"].get("source") is not None:
+        return {name: int(size) for name, (_, size) in PUBLISHED_MODELS.items()}
+    from .models import parameter_count
+
+    return {name: parameter_count(model) for name, model in candidate_backbones(record).items()}
+
+
+def import_published(params: BuildParams, *, cache_dir: Path, out_dir: Path) -> tuple[dict[str, list[dict]], BuildReport]:
+    """Chapter 1 on the published MixInstruct: load ``params.source`` (seeded ``split_sizes``; the test
+    split keeps the ChatGPT-judged examples), drop examples with an empty candidate as a build does,
+    re-score every candidate with the build's metrics (cached; the paper's own value of each such metric
+    is kept as ``paper_<metric>``) and save it like a build. Nothing is generated or judged: the judge
+    record describes the published ``cmp_results``."""
+    assert params.source is not None
+    start = time.perf_counter()
+    report = BuildReport(params=params.record())
+    splits = load_published(params.source, params.split_sizes, seed=params.seed)
+    unknown = [m for m in {c["model"] for part in splits.values() for ex in part for c in ex["candidates"]}
+               if m not in PUBLISHED_MODELS]
+    if unknown:
+        raise data_lib.DataError(f"{params.source} has candidates {sorted(unknown)} that the published MixInstruct "
+                                 f"does not (known: {sorted(PUBLISHED_MODELS)})")
+    report.empty_candidate_skips = drop_examples_with_empty_candidates(splits)
+    everything = [ex for part in splits.values() for ex in part]
+    add_token_counts(everything, COUNTING_TOKENIZER)
+    for candidate in (c for ex in everything for c in ex["candidates"]):
+        for metric in params.metrics:
+            if metric in candidate["scores"]:
+                candidate["scores"][f"paper_{metric}"] = candidate["scores"].pop(metric)
+    report.metric_pairs_computed, report.metric_seconds = score_with_cache(
+        everything, params, JsonlCache.open(cache_dir / "scores.jsonl"))
+    report.judge = published_judge_record(splits, params.judge_splits)
+    report.failed_requests = {"generation": 0, "judge": 0}
+    report.sizes = {name: len(part) for name, part in splits.items()}
+    report.seconds = time.perf_counter() - start
+    save_build(splits, report, params, out_dir)
+    return splits, report
+
+
+def published_judge_record(splits: Mapping[str, list[dict]], judge_splits: Sequence[str]) -> dict[str, Any]:
+    """The judge fields of a build report for the published verdicts. ChatGPT's two orders per pair
+    were combined before publication, so position consistency cannot be measured (None)."""
+    judged = [ex for name in judge_splits for ex in splits[name] if ex["cmp_results"]]
+    pairs = sum(len(ex["candidates"]) * (len(ex["candidates"]) - 1) // 2 for ex in judged)
+    verdicts = sum(len(ex["cmp_results"]) for ex in judged)
+    return {"name": PUBLISHED_JUDGE, "splits": list(judge_splits), "requests": 0, "from_cache": 0, "unparseable": 0,
+            "pairs": pairs, "pairs_without_verdict": pairs - verdicts, "position_consistency": None,
+            "first_position_rate": None, "seconds": 0.0, "failures": []}
+
+
+def published_card(report: BuildReport) -> str:
+    """The dataset card of an imported published MixInstruct."""
+    return "\n".join([
+        "# MixInstruct (published, llm-blender/mix-instruct)",
+        "",
+        f"Imported by `notebooks/01_build_mixinstruct.ipynb` from `{report.params['source']}` "
+        f"(seeded subsets, seed {report.params['seed']}); nothing was generated or judged.",
+        "The test split keeps the examples ChatGPT judged (`cmp_results`, both orders combined).",
+        "",
+        "| split | examples |",
+        "|---|---|",
+        *[f"| {name} | {size} |" for name, size in report.sizes.items()],
+        "",
+        f"Metrics, recomputed by this book: {', '.join(report.params['metrics'])}; the paper's own values "
+        "are kept as `paper_<metric>`.",
+        f"Dropped: {len(report.empty_candidate_skips)} examples with an empty candidate. Token counts "
+        f"(`n_tokens`, for cost tables) are lengths in {COUNTING_TOKENIZER}'s tokens: none were published.",
+        "",
+    ])
+
+
+def judge_table(judge: Mapping[str, Any]) -> pd.DataFrame:
+    """Chapter 1's judge summary of a build report (n/a where the published verdicts cannot tell)."""
+    def rounded(value: Any) -> Any:
+        return "n/a" if value is None else round(value, 3)
+
+    return pd.Series({
+        "judge": judge["name"],
+        "requests (ordered pairs)": judge["requests"],
+        "unparseable verdicts": judge["unparseable"],
+        "pairs without any verdict": judge["pairs_without_verdict"],
+        "position consistency": rounded(judge["position_consistency"]),
+        "'A is better' among decisive raw verdicts": rounded(judge["first_position_rate"]),
+    }, name="value").to_frame()
+
+
+def pool_table(params: BuildParams) -> pd.DataFrame:
+    """The candidate pool chapter 1 shows: each generation config, or the published candidates."""
+    if params.source is not None:
+        return pd.DataFrame([{"candidate": name, "model": hub_id, "nominal parameters": f"{size / 1e9:g}B"}
+                             for name, (hub_id, size) in PUBLISHED_MODELS.items()]).set_index("candidate")
+    configs = pool_configs(params.pool if isinstance(params.pool, str) else list(params.pool),
+                           max_new_tokens=params.max_new_tokens, seed=params.seed)
+    return pd.DataFrame(
+        [{"candidate": c.name, "model": c.model, "prompt": c.prompt_style, "decoding": c.decoding_method,
+          "system prompt": c.system_prompt or ""} for c in configs]
+    ).set_index("candidate")
+
+
+def write_published(splits: Mapping[str, Sequence[dict]], folder: str | Path) -> Path:
+    """Write splits in the published MixInstruct's exact layout (``{train,val,test}_data_prepared.jsonl``;
+    ``cmp_results`` a JSON string, null when unjudged): the inverse of :func:`load_published` for a
+    folder, e.g. to hand a build to code written for the hub's files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, name in PUBLISHED_FILES.items():
+        rows = [{"id": ex["id"], "instruction": ex["instruction"], "input": ex["input"], "output": ex["output"],
+                 "candidates": [{"decoding_method": c["decoding_method"], "model": c["model"], "text": c["text"],
+                                 "scores": c["scores"]} for c in ex["candidates"]],
+                 "cmp_results": json.dumps(ex["cmp_results"]) if ex["cmp_results"] else None}
+                for ex in splits.get(split, [])]
+        atomic_write_text(folder / name, "".join(json.dumps(row) + "\n" for row in rows))
+    return folder

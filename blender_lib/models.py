@@ -343,6 +343,15 @@ def token_lengths(texts: Sequence[str], model: str) -> list[int]:
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
+def add_token_counts(examples: Sequence[dict], tokenizer: str = "smollm2-135m-instruct") -> None:
+    """Set each candidate's ``n_tokens`` (its length in ``tokenizer``'s tokens) where missing, for
+    outputs published without counts, so ``zooter.cost_table`` can count the tokens a method generated."""
+    todo = [c for ex in examples for c in ex["candidates"] if "n_tokens" not in c]
+    if todo:
+        for c, length in zip(todo, token_lengths([c["text"] for c in todo], tokenizer)):
+            c["n_tokens"] = length
+
+
 @torch.inference_mode()
 def embed_texts_last_token(loaded: LoadedModel, texts: list[str], *, batch_size: int = 16,
                            max_length: int = 256) -> torch.Tensor:

@@ -16,12 +16,22 @@ BENCHMARKS_DIR = PROJECT_ROOT / "benchmarks"
 
 CACHE_ENV_VAR = "BLENDER_BOOK_CACHE"
 RESULTS_ENV_VAR = "BLENDER_BOOK_RESULTS_DIR"
+DATA_ENV_VAR = "BLENDER_BOOK_DATA_DIR"
 
 
 def results_dir() -> Path:
     """Where chapters write their numbers: ``results/``, or a batch run's own folder (set by the runner)."""
     configured = os.environ.get(RESULTS_ENV_VAR)
     return Path(configured) if configured else RESULTS_DIR
+
+
+def data_dir() -> Path:
+    """Where chapter 1 writes the built MixInstruct and its caches (``mixinstruct/``, ``cache/``):
+    ``$BLENDER_BOOK_DATA_DIR`` if set (a batch run of another profile that must leave the committed
+    build alone), else the project's ``data/``. The seed instructions and the papers' tables are
+    inputs and always come from ``data/``."""
+    configured = os.environ.get(DATA_ENV_VAR)
+    return Path(configured).expanduser() if configured else DATA_DIR
 
 
 def cache_dir() -> Path:

@@ -71,6 +71,7 @@ import pandas as pd
 
 from . import paths
 from .data import DataError, Record, make_example, read_records, seeded_rows, validate_examples
+from .models import add_token_counts  # noqa: F401  (chapter 6 calls it as rd.add_token_counts)
 from .scales import ScoreScale, scale_of
 
 if TYPE_CHECKING:  # only for annotations: rankers imports torch
@@ -1495,13 +1496,3 @@ def llmbar_sample(root: str | Path | None, subsets: Sequence[str], n_per_subset:
     return out
 
 
-def add_token_counts(examples: Sequence[dict], tokenizer: str = "smollm2-135m-instruct") -> None:
-    """Set each candidate's ``n_tokens`` (its length in ``tokenizer``'s tokens) where missing, so
-    ``zooter.cost_table`` can count the tokens a method has generated."""
-    from .models import token_lengths
-
-    todo = [c for ex in examples for c in ex["candidates"] if "n_tokens" not in c]
-    if not todo:
-        return
-    for c, length in zip(todo, token_lengths([c["text"] for c in todo], tokenizer)):
-        c["n_tokens"] = length

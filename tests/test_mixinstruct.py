@@ -162,3 +162,94 @@ def test_the_published_mixinstruct_loads_from_a_folder_in_the_hubs_layout(tmp_pa
     (tmp_path / "val_data_prepared.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match=r"lacks \['val_data_prepared.jsonl'\]"):
         MI.load_published(str(tmp_path))
+
+
+def test_a_build_written_in_the_hubs_layout_loads_back_as_it_was(tmp_path):
+    from blender_lib import mixinstruct as MI
+    from published_fixture import tiny_mixinstruct
+
+    folder = tiny_mixinstruct(tmp_path / "published", {"train": 5, "val": 3, "test": 4})
+    splits = MI.load_published(str(folder))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 5, "val": 3, "test": 4}
+    again = MI.load_published(str(MI.write_published(splits, tmp_path / "again")))
+    assert again == splits
+    assert json.loads((folder / "test_data_prepared.jsonl").read_text().splitlines()[0])["cmp_results"].startswith("{")
+    assert json.loads((folder / "train_data_prepared.jsonl").read_text().splitlines()[0])["cmp_results"] is None
+
+
+def test_chapter_1_imports_the_published_mixinstruct_without_generating_or_judging(tmp_path):
+    from blender_lib import mixinstruct as MI
+    from published_fixture import MODELS, tiny_mixinstruct
+
+    folder = tiny_mixinstruct(tmp_path / "published", {"train": 6, "val": 3, "test": 4})
+    params = BuildParams(split_sizes={"train": 4, "val": 3, "test": 4}, metrics=("bleu", "rougeL"),
+                         judge_splits=("test",), source=str(folder))
+    splits, report = build_mixinstruct(params, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
+    assert report.sizes == {"train": 4, "val": 3, "test": 4} and report.generation == {}
+    assert report.judge["name"] == MI.PUBLISHED_JUDGE and report.judge["requests"] == 0
+    assert report.judge["pairs"] == 4 * 10 and report.judge["pairs_without_verdict"] == 0
+    assert report.judge["position_consistency"] is None  # the two orders were combined before publication
+    candidate = splits["test"][0]["candidates"][0]
+    published = MI.load_published(str(folder))["test"][0]["candidates"][0]["scores"]
+    assert candidate["scores"]["paper_bleu"] == published["bleu"] and candidate["scores"]["logprobs"] == published["logprobs"]
+    assert candidate["scores"]["bleu"] != published["bleu"]  # ours, recomputed from the text
+    assert candidate["n_tokens"] > 0 and "rougeL" in candidate["scores"]
+    loaded, record = load_build(tmp_path / "out")
+    assert loaded == splits and record["report"]["params"]["source"] == str(folder)
+    assert MI.build_params(record) == params and record["key"] == params.key()
+    assert MI.candidate_parameter_counts(record)["vicuna-13b-1.1"] == 13_000_000_000
+    assert list(MI.pool_table(params).index) == list(MI.PUBLISHED_MODELS) and set(MODELS) <= set(MI.PUBLISHED_MODELS)
+    assert "published, llm-blender/mix-instruct" in (tmp_path / "out" / "README.md").read_text()
+    assert MI.judge_table(report.judge).loc["position consistency", "value"] == "n/a"
+
+    # the second run re-scores nothing: every metric value comes from the cache
+    _, again = build_mixinstruct(params, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
+    assert again.metric_pairs_computed == 0
+
+
+def test_a_published_folder_with_foreign_candidates_is_refused_by_name(tmp_path):
+    from blender_lib import mixinstruct as MI
+    from published_fixture import tiny_mixinstruct
+
+    splits = MI.load_published(str(tiny_mixinstruct(tmp_path / "published", {"train": 2, "val": 1, "test": 1})))
+    splits["train"][0]["candidates"][0]["model"] = "my-own-model"
+    splits["train"][0]["cmp_results"] = {}
+    MI.write_published(splits, tmp_path / "foreign")
+    params = BuildParams(split_sizes={"train": 2, "val": 1, "test": 1}, metrics=("bleu",), judge_splits=("test",),
+                         source=str(tmp_path / "foreign"))
+    with pytest.raises(data.DataError, match=r"\['my-own-model'\].*published MixInstruct"):
+        build_mixinstruct(params, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="source must be None"):
+        BuildParams(source="  ")
+
+
+def test_the_committed_build_keeps_its_key_now_that_parameters_can_name_a_source():
+    from blender_lib.mixinstruct import build_params
+    from blender_lib.paths import DATA_DIR
+
+    record = json.loads((DATA_DIR / "mixinstruct" / "build.json").read_text())
+    assert "source" not in record["report"]["params"] and build_params(record).key() == record["key"]
+
+
+def test_the_paper_profiles_read_the_published_mixinstruct():
+    import yaml
+
+    from blender_lib.paths import PARAMS_DIR
+
+    paper = yaml.safe_load((PARAMS_DIR / "paper.yaml").read_text())["01_build_mixinstruct"]
+    sample = yaml.safe_load((PARAMS_DIR / "paper-sample.yaml").read_text())["01_build_mixinstruct"]
+    assert paper["source"] == "hub:llm-blender/mix-instruct" and paper["judge_splits"] == ["test"]
+    assert set(paper["split_sizes"].values()) == {None} and sample["split_sizes"]["test"] == 1000
+
+
+def test_the_published_candidates_are_the_dataset_cards_twelve_models():
+    import pandas as pd
+
+    from blender_lib.mixinstruct import PUBLISHED_MODELS
+    from blender_lib.paths import shared_data_dir
+
+    root = shared_data_dir()
+    if root is None or not (root / "mixinstruct_card" / "test_split_auto_metrics.csv").is_file():
+        pytest.skip("the shared data (../shared/data/mixinstruct_card) is absent on this machine")
+    rows = pd.read_csv(root / "mixinstruct_card" / "test_split_auto_metrics.csv")["model"]
+    assert set(rows) - {"Best Model Metric Perf", "Oracle", "Oracle-Best_Model Gap"} == set(PUBLISHED_MODELS)
