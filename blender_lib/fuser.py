@@ -17,7 +17,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -287,7 +287,8 @@ class GenFuser:
             for start in tqdm(range(0, len(order), batch_size), desc="fusing", disable=not progress):
                 idx = order[start : start + batch_size]
                 batch = tok([prompts[k] for k in idx], return_tensors="pt", padding=True, truncation=True,
-                            max_length=self._input_limit(), add_special_tokens=self.seq2seq).to(self.loaded.device)
+                            max_length=self._input_limit(), add_special_tokens=self.seq2seq,
+                            return_token_type_ids=False).to(self.loaded.device)  # generate() refuses them
                 torch.manual_seed(seed + start)
                 generated = model.generate(**batch, **settings)
                 new = generated if self.seq2seq else generated[:, batch["input_ids"].shape[1] :]
@@ -595,6 +596,19 @@ def score_added_candidate(examples: Sequence[dict], model: str, params: BuildPar
     (same scorers, same cache scheme as the candidates were scored with), in place."""
     only_added = [{**ex, "candidates": [_added(ex, model)]} for ex in examples]
     score_with_cache(only_added, params, cache)
+
+
+def released_fuser_examples(model: str, items: Sequence[FusionItem], examples: Sequence[Mapping[str, Any]],
+                            params: BuildParams, *, config: FuserConfig, fused_cache: JsonlCache, score_cache: JsonlCache,
+                            name: str = "genfuser", dtype: str | None = "auto", **generation: Any) -> list[dict]:
+    """A released fuser (the paper's ``llm-blender/gen_fuser_3b``), not trained here, on the same fusion
+    inputs as ours (``config``'s budgets): copies of ``examples`` with its answer added as candidate
+    ``name``, scored with the build's own metrics. Answers and scores are cached like ours."""
+    fuser = GenFuser.from_model(replace(config, model=model), dtype=dtype)
+    outputs = fuse_with_cache(fuser, items, fused_cache, f"released:{model}", **generation)
+    augmented = with_added_candidate(examples, [f.text for f in outputs], name)
+    score_added_candidate(augmented, name, params, score_cache)
+    return augmented
 
 
 def judge_added_candidate(examples: Sequence[dict], model: str, judge: Any, cache: JsonlCache, *,

@@ -34,10 +34,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .models import resolve_device, resolve_dtype
-from .rankers import RANKER_FILE, PairRankerConfig, PairRankerModel
+from .rankers import RANKER_FILE, PairRankerConfig, PairRankerModel, example_matrices, max_logits
 
 PAIRRM_HUB_ID = "llm-blender/PairRM-hf"
 PAIRRM_BACKBONE = "microsoft/deberta-v3-large"  # what PairRM was fine-tuned from (its ranker_config.json)
@@ -247,3 +248,12 @@ def load_pairrm(path_or_hub_id: str | Path = PAIRRM_HUB_ID, *, device: str | tor
     ranker.load_state_dict(map_pairrm_state_dict(state, ranker.state_dict()), strict=True)
     torch_device = resolve_device(device)
     return ranker.to(device=torch_device, dtype=resolve_dtype(dtype, torch_device)).eval()
+
+
+def pairrm_selector_scores(path_or_hub_id: str | Path, examples: Sequence[Mapping[str, Any]], *,
+                           device: str | torch.device = "auto", batch_size: int = 8) -> list[np.ndarray]:
+    """The published PairRM as one more selector (chapter 3): its full comparison matrix of each
+    example's candidates, with its own token budgets (1224 / 412), aggregated by max-logits as our
+    PairRanker is, so the two are compared on the same split in the same way."""
+    ranker = load_pairrm(path_or_hub_id, device=device)
+    return [max_logits(m) for m in example_matrices(ranker, examples, batch_size=batch_size)]

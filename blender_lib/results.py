@@ -8,17 +8,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .io import atomic_write_json
 from .paths import results_dir as default_results_dir
 
 
 def _rounded(value: Any, digits: int) -> Any:
-    """Round floats recursively so stored results are stable across platforms."""
+    """Round floats recursively so stored results are stable across platforms: to ``digits`` decimals,
+    or to two significant digits below 10^(1 - digits), where decimals would erase the number."""
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise ValueError(f"refusing to store a non-finite number in results: {value!r}")
+        if 0 < abs(value) < 10 ** (1 - digits):  # a learning rate of 5e-05 is not 0.0001
+            return float(f"{value:.2g}")
         return round(value, digits)
     if isinstance(value, dict):
         return {str(k): _rounded(v, digits) for k, v in value.items()}
@@ -27,6 +33,14 @@ def _rounded(value: Any, digits: int) -> Any:
     if hasattr(value, "item"):  # numpy / torch scalars
         return _rounded(value.item(), digits)
     return value
+
+
+def rows_with_undefined(table: "pd.DataFrame") -> dict[str, dict[str, Any]]:
+    """A table's rows for :func:`write_results`, an undefined cell (NaN) stored as null: the rank
+    correlation of a selector whose scores never vary (a degenerate ranker) is undefined, not zero.
+    Every other non-finite number is still refused."""
+    return {str(row): {str(col): (None if isinstance(v, float) and math.isnan(v) else v) for col, v in values.items()}
+            for row, values in table.to_dict(orient="index").items()}
 
 
 def write_results(stem: str, results: dict[str, Any], *, digits: int = 4, results_dir: Path | None = None) -> Path:

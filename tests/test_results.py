@@ -16,6 +16,24 @@ def test_results_are_rounded_and_read_back(tmp_path):
     assert read_results("03_demo", results_dir=tmp_path) == data
 
 
+def test_small_numbers_keep_two_significant_digits_instead_of_rounding_to_zero(tmp_path):
+    write_results("03_demo", {"lr": 5e-05, "tiny": -1.23e-07, "edge": 0.00123456, "zero": 0.0}, results_dir=tmp_path)
+    assert read_results("03_demo", results_dir=tmp_path) == {"lr": 5e-05, "tiny": -1.2e-07, "edge": 0.0012, "zero": 0.0}
+
+
+def test_an_undefined_table_cell_is_stored_as_null_and_only_through_rows_with_undefined(tmp_path):
+    import pandas as pd
+
+    from blender_lib.results import rows_with_undefined
+
+    table = pd.DataFrame({"pearson": [0.5, math.nan]}, index=["PairRanker", "constant ranker"])
+    write_results("03_demo", {"table": rows_with_undefined(table)}, results_dir=tmp_path)
+    assert read_results("03_demo", results_dir=tmp_path)["table"] == {
+        "PairRanker": {"pearson": 0.5}, "constant ranker": {"pearson": None}}
+    with pytest.raises(ValueError, match="non-finite"):
+        write_results("03_demo", {"table": table.to_dict(orient="index")}, results_dir=tmp_path)
+
+
 def test_non_finite_numbers_are_refused(tmp_path):
     with pytest.raises(ValueError, match="non-finite"):
         write_results("03_demo", {"a": math.nan}, results_dir=tmp_path)
