@@ -1,5 +1,5 @@
 """Command line: ``blender-book run [CHAPTERS] --params FILE -p key=value --out runs/NAME``,
-``blender-book chapters`` and ``blender-book fetch-data``."""
+``blender-book chapters``, ``blender-book train pairranker`` and ``blender-book fetch-data``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .runner import KEPT, RunnerError, execute_plan, list_chapters, load_parameter_files, parse_override, plan_run, select_chapters
+from .runner import (KEPT, RunnerError, chapter_values, execute_plan, list_chapters, load_parameter_files, parse_override,
+                     plan_run, select_chapters)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
 
     sub.add_parser("chapters", help="list the chapters and the parameters each declares")
+
+    train = sub.add_parser("train", help="train chapter 3's PairRanker into the cache, where chapters 3 and 4 find it; "
+                                         "runs under `accelerate launch` for several processes or GPUs")
+    train.add_argument("model", choices=["pairranker"])
+    train.add_argument("--params", action="append", default=[], metavar="FILE", help="YAML parameter file (repeatable)")
+    train.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
 
     fetch = sub.add_parser("fetch-data", help="download the public real data chapter 6 reads (resumable, verified)")
     fetch.add_argument("--dest", type=Path, help="target folder (default: <cache>/public-data, where chapter 6 finds it)")
@@ -88,10 +95,43 @@ def parse_source(text: str) -> tuple[str, str]:
     return name, base
 
 
+def train(args: argparse.Namespace) -> int:
+    """Chapter 3's PairRanker with the chapter's own parameters (its defaults, then the profile): the
+    same run folder, so the chapter loads what this trained. Each process of a launch trains on its
+    shard (effective batch = processes x batch_size, recorded in the run's state.json); the main
+    process publishes."""
+    import os
+
+    from .mixinstruct import load_build
+    from .rankers import PairRankerConfig, run_dir, train_pairranker
+
+    values = chapter_values("03_pairranker", _profile(args))
+    config = PairRankerConfig.from_dict({**values["pairranker"], "seed": values["seed"], "device": values["device"]})
+    splits, _ = load_build()
+    report = train_pairranker(splits["train"], splits["val"], config, run_dir(splits["train"], config))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"[blender-book] PairRanker: best epoch {report.best_epoch} of {report.epochs_completed}: {report.best_dir}")
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> dict:
+    parameters = load_parameter_files(args.params)
+    for override in args.param:
+        key, value = parse_override(override)
+        parameters[key] = value
+    return parameters
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "fetch-data":
         return fetch_data(args)
+    if args.command == "train":
+        try:
+            return train(args)
+        except RunnerError as err:
+            print(f"blender-book: error: {err}", file=sys.stderr)
+            return 2
     try:
         if args.command == "chapters":
             from .runner import declared_parameters
@@ -100,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 params = declared_parameters(path)
                 print(f"{path.stem}: " + ", ".join(f"{k}={v['default']}" for k, v in params.items()))
             return 0
-        parameters = load_parameter_files(args.params)
-        for override in args.param:
-            key, value = parse_override(override)
-            parameters[key] = value
+        parameters = _profile(args)
         out_dir = args.out
         if args.dry_run and out_dir is None and not args.inplace:
             out_dir = Path("runs/dry-run")  # never created: a dry run executes nothing

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from .checks import check_field_types, check_training_settings, config_from_dict
 from .io import atomic_write_json
 from .judge import ranks_from_scores
-from .models import freeze_lower_layers, load_trainable_encoder
+from .models import freeze_lower_layers, load_trainable_encoder, resolve_device
 from .paths import cache_dir
 from .persistence import SavedInFolder, publish_best
 
@@ -805,8 +805,10 @@ def _accelerator(config: PairRankerConfig) -> Any:
         # accelerate keeps one process-wide state and refuses a new precision; in a single
         # process (a notebook, the tests) starting it afresh is safe.
         AcceleratorState._reset_state()
+    # cpu=True whenever the device resolves to the CPU ("auto" without a GPU too): only then does a
+    # launch of several processes on a CPU machine form one gloo group instead of N lone "main" processes
     return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum_steps,
-                       cpu=config.device == "cpu")
+                       cpu=resolve_device(config.device).type == "cpu")
 
 
 def _optimizer(model: nn.Module, config: PairRankerConfig) -> torch.optim.Optimizer:
@@ -923,6 +925,7 @@ def _record_epoch(accelerator: Any, model: nn.Module, out_dir: Path, state: dict
     state["train_seconds"].append(seconds)
     state["val"].append(val)
     state["completed_epochs"] = epoch
+    state.setdefault("processes", []).append(accelerator.num_processes)  # effective batch = processes x batch_size
     if accelerator.is_main_process:
         atomic_write_json(out_dir / STATE_FILE, state)
         for old in out_dir.glob("epoch-*"):

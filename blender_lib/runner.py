@@ -302,6 +302,15 @@ def plan_run(
     return RunPlan(chapters=runs, out_dir=out_dir, inplace=inplace)
 
 
+def chapter_values(stem: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of one chapter as a run would set it: its declared defaults, overridden by the
+    profile's values (checked as :func:`plan_run` checks them)."""
+    [path] = select_chapters([stem])
+    plan = plan_run([path], parameters, out_dir=Path("runs/values"))  # never created: nothing executes
+    defaults = {name: _default_value(spec) for name, spec in declared_parameters(path).items()}
+    return {**defaults, **plan.chapters[0].parameters}
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module knows."""
     try:

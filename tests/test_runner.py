@@ -111,11 +111,11 @@ def test_cli_reports_errors_with_exit_code_2(capsys):
     assert main(["run", "00", "--dry-run"]) == 0
 
 
-@pytest.mark.parametrize("profile", ["default", "paper"])
+@pytest.mark.parametrize("profile", ["default", "paper", "paper+paper-sample"])
 def test_profile_files_fit_the_real_chapters(profile, tmp_path):
     from blender_lib.paths import PARAMS_DIR
 
-    parameters = runner.load_parameter_files([PARAMS_DIR / f"{profile}.yaml"])
+    parameters = runner.load_parameter_files([PARAMS_DIR / f"{name}.yaml" for name in profile.split("+")])
     plan = runner.plan_run(runner.select_chapters([]), parameters, out_dir=tmp_path / "out")
     assert [r.stem for r in plan.chapters] == [p.stem for p in runner.execution_order(runner.list_chapters())]
 
@@ -243,3 +243,12 @@ def test_a_chapter_pointed_at_the_users_own_data_needs_no_public_data(book, tmp_
     assert "has no alpaca_eval folder" in kept.chapters[0].keep_reason  # the public sample is absent: kept
     mine = runner.plan_run(runner.select_chapters(["01"], book), {"folder": str(tmp_path)}, out_dir=tmp_path / "mine")
     assert mine.chapters[0].keep_reason is None  # the user's folder replaces it: the chapter runs
+
+
+def test_chapter_values_are_the_declared_defaults_overridden_by_the_profile():
+    values = runner.chapter_values("03_pairranker", {"seed": 3, "03_pairranker": {"eval_split": "val"}, "04_genfuser": {"ks": [1]}})
+    declared = runner.declared_parameters(runner.select_chapters(["03"])[0])
+    assert set(values) == set(declared) and values["seed"] == 3 and values["eval_split"] == "val"
+    assert values["pairranker"]["backbone"] == "minilm-l6"  # the declared default, parsed
+    with pytest.raises(runner.ParameterError):
+        runner.chapter_values("03_pairranker", {"03_pairranker": {"no_such_parameter": 1}})
