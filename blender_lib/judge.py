@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from tqdm.auto import tqdm
 
 from .io import JsonlCache
 from .models import LoadedModel, accepts_logits_to_keep
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABELS: tuple[str, ...] = ("A is better", "B is better", "Same good", "Same bad")
 
@@ -561,6 +564,27 @@ def table2_row(examples: list[dict[str, Any]], selections: list[int], *, rule: s
     row.update({f"Top-{k} %": 100 * float(np.mean([r <= k for r in ranks])) for k in top_k})
     row["judged examples"] = float(len(ranks))
     return row
+
+
+def table2_judge_columns(examples: list[dict[str, Any]], selections: dict[str, list[int]], *,
+                         bases: dict[str, str] = TABLE2_BASES) -> "pd.DataFrame":
+    """Table 2's judge columns for every selector (:func:`table2_row`): GPT-Rank, Top-k and, for each
+    base among the candidates (Vicuna and Open Assistant in the published MixInstruct), ">= base" by
+    the paper's tie rule and by the corrected one ("(corrected)"). A pool without the bases gets no
+    ">=" column, rather than a column of blanks."""
+    import pandas as pd
+
+    models = {c["model"] for ex in examples for c in ex["candidates"]}
+    present = {name: base for name, base in bases.items() if base in models}
+    rows = {}
+    for selector, chosen in selections.items():
+        row = table2_row(examples, chosen, rule="original", bases=present)
+        corrected = table2_row(examples, chosen, rule="corrected", bases=present)
+        row.update({f">= {name} % (corrected)": corrected[f">= {name} %"] for name in present})
+        rows[selector] = row
+    columns = ["GPT-Rank", *[f">= {n} %{rule}" for n in present for rule in ("", " (corrected)")],
+               *[c for c in next(iter(rows.values())) if c.startswith("Top-")], "judged examples"]
+    return pd.DataFrame.from_dict(rows, orient="index")[columns]
 
 
 # --------------------------------------------------------------------------------------------

@@ -163,3 +163,21 @@ def test_table2_counts_ties_as_the_paper_did_and_as_the_correction_does():
     assert corrected[">= Vic %"] == 25.0 and corrected[">= OA %"] == 75.0  # (0 + 0.5) / 2 and (1 + 0.5) / 2
     with pytest.raises(ValueError, match="rule must be one of"):
         J.at_least_as_good(cmp, "a", "b", "fixed")
+
+
+def test_table2_judge_columns_show_both_tie_rules_for_the_bases_in_the_pool_only():
+    from blender_lib import judge as J
+
+    cmp = {"ranker-pick,vicuna-13b-1.1": "Same bad", "oasst-sft-4-pythia-12b-epoch-3.5,ranker-pick": "B is better",
+           "vicuna-13b-1.1,oasst-sft-4-pythia-12b-epoch-3.5": "Same good"}
+    models = ["ranker-pick", "vicuna-13b-1.1", "oasst-sft-4-pythia-12b-epoch-3.5"]
+    ex = {"candidates": [{"model": m} for m in models], "cmp_results": cmp}
+    table = J.table2_judge_columns([ex, ex], {"pick": [0, 0], "vicuna": [1, 1]})
+    assert list(table.columns) == ["GPT-Rank", ">= Vic %", ">= Vic % (corrected)", ">= OA %", ">= OA % (corrected)",
+                                   "Top-1 %", "Top-2 %", "Top-3 %", "judged examples"]
+    assert table.loc["pick", ">= Vic %"] == 100.0 and table.loc["pick", ">= Vic % (corrected)"] == 0.0  # "Same bad"
+    assert table.loc["vicuna", ">= Vic % (corrected)"] == 50.0 and table.loc["vicuna", "GPT-Rank"] == 2.0
+    # our own pool has neither base: GPT-Rank and Top-k only
+    ours = {"candidates": [{"model": "a"}, {"model": "b"}], "cmp_results": {"a,b": "A is better"}}
+    assert list(J.table2_judge_columns([ours], {"first": [0]}).columns) == ["GPT-Rank", "Top-1 %", "Top-2 %", "Top-3 %",
+                                                                            "judged examples"]

@@ -161,6 +161,8 @@ def test_the_paper_profile_runs_end_to_end_on_tiny_models(tmp_path):
             "SummaReranker-style", "PairRanker (max-logits)", "PairRanker (bubble)",
             f"PairRM ({models['pairrm']})"} <= set(ranker["table2"])
     assert f"PairRM ({models['pairrm']})" in ranker["table3_gpt_rank"]
+    columns = ranker["table2_judge_columns"]["PairRanker (max-logits)"]  # the published bases are in the pool
+    assert {">= Vic %", ">= Vic % (corrected)", ">= OA %", ">= OA % (corrected)", "Top-3 %"} <= set(columns)
 
     fusion = results["04_genfuser"]
     config = fusion["fuser_config"]
