@@ -17,6 +17,7 @@ BENCHMARKS_DIR = PROJECT_ROOT / "benchmarks"
 CACHE_ENV_VAR = "BLENDER_BOOK_CACHE"
 RESULTS_ENV_VAR = "BLENDER_BOOK_RESULTS_DIR"
 DATA_ENV_VAR = "BLENDER_BOOK_DATA_DIR"
+SHARED_DATA_ENV_VAR = "BLENDER_BOOK_SHARED_DATA"
 
 
 def results_dir() -> Path:
@@ -52,6 +53,6 @@ def fetched_data_dir() -> Path:
 
 def shared_data_dir() -> Path | None:
     """The read-only real-data folder (``$BLENDER_BOOK_SHARED_DATA`` or ``../shared/data``), if present."""
-    configured = os.environ.get("BLENDER_BOOK_SHARED_DATA")
+    configured = os.environ.get(SHARED_DATA_ENV_VAR)
     candidate = Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "data"
     return candidate if candidate.is_dir() else None

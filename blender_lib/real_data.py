@@ -77,7 +77,7 @@ from .scales import ScoreScale, scale_of
 if TYPE_CHECKING:  # only for annotations: rankers imports torch
     from .rankers import PairLogits
 
-SHARED_DATA_ENV_VAR = "BLENDER_BOOK_SHARED_DATA"
+SHARED_DATA_ENV_VAR = paths.SHARED_DATA_ENV_VAR
 PREF_SCORE = "gpt4_pref"  # candidate score: P(candidate beats the reference) by the GPT-4 annotator
 PUBLISHED = "published"  # decoding_method of outputs taken from a published benchmark
 

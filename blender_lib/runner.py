@@ -421,6 +421,7 @@ def execute_plan(plan: RunPlan, *, kernel_name: str = "python3", log_output: boo
         plan.out_dir.mkdir(parents=True, exist_ok=True)
         # Batch runs keep their numbers beside their notebooks, never over the stored results/.
         os.environ[RESULTS_ENV_VAR] = str((plan.out_dir / "results").resolve())
+    absolute_path_variables()
     state = cache_state()
     plan.metadata = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cache": state,
                      "environment": environment_versions()}
@@ -457,6 +458,17 @@ def execute_plan(plan: RunPlan, *, kernel_name: str = "python3", log_output: boo
             os.environ.pop(RESULTS_ENV_VAR, None)
             write_run_record(plan)
     return plan
+
+
+PATH_VARIABLES = (paths.DATA_ENV_VAR, paths.CACHE_ENV_VAR, paths.SHARED_DATA_ENV_VAR)
+
+
+def absolute_path_variables() -> None:
+    """Make the folder variables absolute before any kernel starts: kernels run in notebooks/, where a
+    relative ``BLENDER_BOOK_DATA_DIR=runs/paper/data`` would name another folder than the one meant."""
+    for name in PATH_VARIABLES:
+        if os.environ.get(name):
+            os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
 
 
 def write_run_record(plan: RunPlan) -> Path:

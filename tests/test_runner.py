@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -252,3 +253,16 @@ def test_chapter_values_are_the_declared_defaults_overridden_by_the_profile():
     assert values["pairranker"]["backbone"] == "minilm-l6"  # the declared default, parsed
     with pytest.raises(runner.ParameterError):
         runner.chapter_values("03_pairranker", {"03_pairranker": {"no_such_parameter": 1}})
+
+
+def test_relative_folder_variables_are_made_absolute_before_kernels_start_in_notebooks(tmp_path, monkeypatch):
+    from blender_lib import paths
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(paths.DATA_ENV_VAR, "runs/paper/data")
+    monkeypatch.setenv(paths.CACHE_ENV_VAR, "~/bb-cache")
+    monkeypatch.delenv(paths.SHARED_DATA_ENV_VAR, raising=False)
+    runner.absolute_path_variables()
+    assert os.environ[paths.DATA_ENV_VAR] == str(tmp_path.resolve() / "runs" / "paper" / "data")
+    assert os.environ[paths.CACHE_ENV_VAR] == str(Path("~/bb-cache").expanduser().resolve())
+    assert paths.SHARED_DATA_ENV_VAR not in os.environ  # an unset variable stays unset
