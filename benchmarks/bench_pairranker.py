@@ -133,7 +133,7 @@ def load_split(name: str) -> list[dict[str, Any]]:
 
 
 def ranking_inputs(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from blender_lib.rankers import source_text
+    from blender_lib.examples import source_text
 
     return [{"id": ex["id"], "source": source_text(ex), "candidates": [c["text"] for c in ex["candidates"]]}
             for ex in examples]
@@ -141,7 +141,7 @@ def ranking_inputs(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def training_pairs(examples: list[dict[str, Any]], metrics: tuple[str, ...], n: int, seed: int) -> list[dict[str, Any]]:
     """n random (source, a, b) pairs of distinct candidate texts, random order, with their metric scores."""
-    from blender_lib.rankers import source_text
+    from blender_lib.examples import source_text
 
     rng = np.random.default_rng(seed)
     pairs: list[dict[str, Any]] = []

@@ -468,7 +468,7 @@ def worker_pairranker_device(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def _queries() -> list[str]:
-    from blender_lib.baselines import source_text
+    from blender_lib.examples import source_text
     from blender_lib.mixinstruct import load_build
 
     splits, _ = load_build()
@@ -484,7 +484,7 @@ def worker_router(s: dict[str, Any]) -> dict[str, Any]:
 
     device, cuda_peak = _device_and_cuda_memory()
     dtype = "bfloat16" if device == "cuda" else "float32"  # the router's CPU default: fp32 (bf16 no faster there)
-    folders = sorted((p for p in cache_dir().glob("baselines/router-*/best") if (p / "baseline.json").exists()),
+    folders = sorted((p for p in cache_dir().glob("zooter/routers/router-*/best") if (p / "baseline.json").exists()),
                      key=lambda p: p.stat().st_mtime, reverse=True)
     scratch = None
     if folders:

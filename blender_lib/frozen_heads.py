@@ -485,7 +485,7 @@ def compare_held_out(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preferen
     reward model, ZOOTER's own setting) and the baselines, on the folds of :func:`example_fold`.
     ``reward``: a finished :func:`reward_model.cross_validate_reward_model` on this pool and these
     folds (else it is run here with ``reward_settings``)."""
-    from .baselines import random_scores
+    from .selectors import random_scores
     from .real_data import best_single_selections, oracle_selections, word_counts
     from .reward_model import TrainingSettings, cross_validate_reward_model
     from .zooter import data_tags, metric_rewards

@@ -546,7 +546,8 @@ def blend(ranker: Any, fuser: GenFuser, instruction: str, candidates: Sequence[s
           top_k: int | None = None, **generation: Any) -> Blended:
     """LLM-Blender on one input: PairRanker ranks all candidates (max-logits over the full
     comparison matrix), GenFuser fuses the top-K into one answer."""
-    from .rankers import comparison_matrix, max_logits, source_text
+    from .examples import source_text
+    from .rankers import comparison_matrix, max_logits
 
     if len(candidates) < 1:
         raise FuserError("blend needs at least one candidate")

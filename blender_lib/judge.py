@@ -374,7 +374,7 @@ class JudgeStats:
         return self.position_first_preferred / self.decisive if self.decisive else float("nan")
 
 
-def _verdict_key(judge_name: str, prompt: str) -> str:
+def verdict_key(judge_name: str, prompt: str) -> str:
     return hashlib.sha256(json.dumps([judge_name, prompt]).encode()).hexdigest()
 
 
@@ -420,7 +420,7 @@ def judge_examples(
     bar = tqdm(total=len(jobs), desc=f"judging ({judge.name})", disable=not progress, leave=False)
     for start in range(0, len(jobs), chunk_size):
         chunk = jobs[start : start + chunk_size]
-        keys = [_verdict_key(judge.name, p) for *_, p in chunk]
+        keys = [verdict_key(judge.name, p) for *_, p in chunk]
         missing = [(k, p) for k, (*_, p) in zip(keys, chunk) if cache.get(k) is None]
         stats.from_cache += len(chunk) - len(missing)
         if missing:
@@ -440,7 +440,7 @@ def judge_examples(
         ex["cmp_results"], ex["cmp_results_raw"] = {}, {}
     failed_orders: set[tuple[int, str]] = set()
     for index, order, prompt in jobs:
-        key = _verdict_key(judge.name, prompt)
+        key = verdict_key(judge.name, prompt)
         if key not in verdicts:
             stats.failed_requests += 1
             stats.failures.append(f"{order} of {examples[index].get('id')!r}: {failed_keys.get(key)}")

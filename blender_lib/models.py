@@ -248,7 +248,7 @@ def model_config(name: str) -> tuple[str, ModelKind, Any]:
 MODEL_KINDS: tuple[str, ...] = ("auto", "causal", "encoder", "seq2seq")
 
 
-def _infer_kind(config: Any) -> ModelKind:
+def infer_kind(config: Any) -> ModelKind:
     if getattr(config, "is_encoder_decoder", False):
         return "seq2seq"
     architectures = getattr(config, "architectures", None) or []
@@ -287,7 +287,7 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     path, known_kind, config = model_config(name)
-    resolved_kind: ModelKind = kind if kind != "auto" else (known_kind if known_kind != "auto" else _infer_kind(config))
+    resolved_kind: ModelKind = kind if kind != "auto" else (known_kind if known_kind != "auto" else infer_kind(config))
     model = _auto_class(resolved_kind).from_pretrained(path, dtype=torch_dtype, **from_pretrained_kwargs)
     model.to(torch_device)
     model.eval()
@@ -409,7 +409,7 @@ def parameter_count(name: str) -> int:
 
     path, kind = resolve_model_path(name)
     config = AutoConfig.from_pretrained(path)
-    kind = kind if kind != "auto" else _infer_kind(config)
+    kind = kind if kind != "auto" else infer_kind(config)
     with torch.device("meta"):
         model = _auto_class(kind).from_config(config)
     return sum(p.numel() for p in model.parameters())

@@ -401,7 +401,7 @@ def compare_selectors(examples: Sequence[Mapping[str, Any]], selections: Mapping
     score table with paired gaps to the best single model (:func:`real_data.win_rate_table`), and the
     share of each method's picks that went to each model (picks of an unscored model count in no mean)."""
     from .analysis import selections_from_scores
-    from .baselines import random_scores
+    from .selectors import random_scores
     from .real_data import best_single_selections, oracle_selections, win_rate_table
     from .reward_model import example_fold
 

@@ -1,4 +1,4 @@
-"""How the trained encoders (PairRanker, the trained baselines, the ZOOTER router) live on disk.
+"""How the trained encoders (PairRanker, SimCLS, SummaReranker, the ZOOTER router) live on disk.
 
 One folder holds our config (``META_FILE``), the encoder's Hugging Face config, the tokenizer and
 the safetensors weights. A folder is written beside its target and swapped in, so a kill never

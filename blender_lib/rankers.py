@@ -27,11 +27,10 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
@@ -44,18 +43,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import check_field_types, check_training_settings, config_from_dict
-from .io import atomic_write_json
 from .judge import ranks_from_scores
-from .models import freeze_lower_layers, load_trainable_encoder, resolve_device
+from .examples import TrainingInput, check_text_inputs, score_table, source_text, training_inputs
+from .models import freeze_lower_layers, load_trainable_encoder
 from .paths import cache_dir
-from .persistence import SavedInFolder, publish_best
+from .persistence import SavedInFolder
+from .training import TrainReport, train
 
 SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
 # How the three parts become one input: "joint" = [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP];
 # "pairrm" = the published PairRM's three framed segments (see PairFormatter).
 INPUT_LAYOUTS = ("joint", "pairrm")
 RANKER_FILE = "pairranker.json"
-STATE_FILE = "state.json"
 AGGREGATIONS = ("max_logits", "max_wins", "bubble")
 
 
@@ -120,13 +119,6 @@ class PairRankerConfig:
 # --------------------------------------------------------------------------------------------
 # input format: [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP]
 # (or, layout "pairrm": [CLS] <|source|> x [SEP] [CLS] <|candidate1|> y_i [SEP] [CLS] <|candidate2|> y_j [SEP])
-
-
-def source_text(example: Mapping[str, Any]) -> str:
-    """The source the ranker reads: instruction, then the input on its own line when present."""
-    instruction = (example.get("instruction") or "").strip()
-    extra = (example.get("input") or "").strip()
-    return f"{instruction}\n{extra}" if extra else instruction
 
 
 class PairFormatter:
@@ -310,22 +302,6 @@ def pair_loss(s_i: torch.Tensor, s_j: torch.Tensor, delta: torch.Tensor) -> torc
 # inference: pair logits -> comparison matrices -> aggregation
 
 
-def _check_inputs(sources: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> None:
-    for name, value in (("instructions", sources), ("candidate lists", candidate_lists)):
-        if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
-            raise ValueError(f"pass a list of {name}, got a {type(value).__name__}")
-    if len(sources) != len(candidate_lists):
-        raise ValueError(f"got {len(sources)} instructions but {len(candidate_lists)} candidate lists")
-    for n, (source, candidates) in enumerate(zip(sources, candidate_lists)):
-        if not isinstance(source, str) or not source.strip():
-            raise ValueError(f"instruction {n} is empty")
-        if isinstance(candidates, str) or not isinstance(candidates, Sequence) or len(candidates) == 0:
-            raise ValueError(f"input {n} needs a list of at least one candidate, got {candidates!r}")
-        for k, text in enumerate(candidates):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"candidate {k} of input {n} is empty")
-
-
 @torch.inference_mode()
 def score_pairs(ranker: PairRankerModel, triples: Sequence[tuple[str, str, str]], *, batch_size: int = 32,
                 progress: bool = False) -> np.ndarray:
@@ -354,7 +330,7 @@ def score_pairs(ranker: PairRankerModel, triples: Sequence[tuple[str, str, str]]
 def _matrices(ranker: PairRankerModel, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
               batch_size: int = 32, progress: bool = False) -> list[np.ndarray]:
     """The comparison matrix of every input, all pairs of all inputs batched together."""
-    _check_inputs(sources, candidate_lists)
+    check_text_inputs(sources, candidate_lists)
     triples = [(s, c[i], c[j]) for s, c in zip(sources, candidate_lists)
                for i in range(len(c)) for j in range(len(c)) if i != j]
     logits = score_pairs(ranker, triples, batch_size=batch_size, progress=progress) if triples else np.zeros(0)
@@ -415,7 +391,7 @@ def bubble_passes(sources: Sequence[str], candidate_lists: Sequence[Sequence[str
     """Bubble passes of many inputs at once: round k compares candidate k with each input's incumbent,
     both orders, in one call of ``pair_logits`` ((source, a, b) triples -> logit that a beats b; a
     ranker's :func:`score_pairs`, or a cached one). Returns (winner indices, comparisons used)."""
-    _check_inputs(sources, candidate_lists)
+    check_text_inputs(sources, candidate_lists)
     winners = [0] * len(sources)
     for k in range(1, max((len(c) for c in candidate_lists), default=1)):
         active = [n for n, c in enumerate(candidate_lists) if k < len(c)]
@@ -523,7 +499,7 @@ def compare(ranker: PairRankerModel, instructions: Sequence[str], candidates_a: 
     """True where A is better than B: M[a, b] - M[b, a] > 0 (both orders; an exact tie is False)."""
     if not len(instructions) == len(candidates_a) == len(candidates_b):
         raise ValueError("instructions, candidates_a and candidates_b must have the same length")
-    _check_inputs(instructions, [[a, b] for a, b in zip(candidates_a, candidates_b)])
+    check_text_inputs(instructions, [[a, b] for a, b in zip(candidates_a, candidates_b)])
     triples = [t for s, a, b in zip(instructions, candidates_a, candidates_b) for t in ((s, a, b), (s, b, a))]
     logits = score_pairs(ranker, triples, batch_size=batch_size)
     return [bool(logits[2 * n] - logits[2 * n + 1] > 0) for n in range(len(instructions))]
@@ -557,7 +533,7 @@ def rank(ranker: PairRankerModel, instructions: Sequence[str], candidates_lists:
     before the run (a warning above :data:`LONG_RUN_PASSES`); to pick one answer, :func:`best_of_n`
     with bubble needs 2(N - 1)."""
     _aggregate(np.zeros((1, 1)), aggregation)  # reject a bad name before any model work
-    _check_inputs(instructions, candidates_lists)
+    check_text_inputs(instructions, candidates_lists)
     _announce_cost("rank", candidates_lists, aggregation)
     matrices = _matrices(ranker, instructions, candidates_lists, batch_size=batch_size, progress=progress)
     scores = [_aggregate(m, aggregation) for m in matrices]
@@ -571,7 +547,7 @@ def best_of_n(ranker: PairRankerModel, instructions: Sequence[str], candidates_l
     """Index of the chosen candidate per input. 'bubble' costs N - 1 comparisons (2(N - 1) passes),
     'max_logits' and 'max_wins' the full matrix, N(N - 1) passes. 'auto' (default): max-logits up to
     :data:`AUTO_BUBBLE_ABOVE` candidates, bubble beyond. The cost is logged before the run."""
-    _check_inputs(instructions, candidates_lists)
+    check_text_inputs(instructions, candidates_lists)
     if aggregation == "auto":
         aggregation = "bubble" if max((len(c) for c in candidates_lists), default=0) > AUTO_BUBBLE_ABOVE else "max_logits"
     if aggregation != "bubble":
@@ -588,7 +564,7 @@ def reference_rewards_many(ranker: PairRankerModel, instructions: Sequence[str],
                            batch_size: int = 32) -> list[np.ndarray]:
     """Per candidate, a scalar reward: its logit against the reference, averaged over both
     orders, (M[c, ref] - M[ref, c]) / 2. Positive = judged better than the reference."""
-    _check_inputs(instructions, candidates_lists)
+    check_text_inputs(instructions, candidates_lists)
     for n, ref in enumerate(references):
         if not isinstance(ref, str) or not ref.strip():
             raise ValueError(f"reference {n} is empty: a reference reward needs a reference")
@@ -615,22 +591,6 @@ def reference_rewards(ranker: PairRankerModel, instruction: str, candidates: Seq
 # evaluation against the reference metrics
 
 
-def metric_table(example: Mapping[str, Any], metrics: Sequence[str]) -> np.ndarray:
-    """[N, n_metrics] scores of an example's candidates; a clear error for a missing or bad one."""
-    rows = []
-    for k, cand in enumerate(example["candidates"]):
-        scores = cand.get("scores") or {}
-        missing = [m for m in metrics if scores.get(m) is None]
-        if missing:
-            raise ValueError(f"example {example.get('id')!r}, candidate {k} ({cand.get('model')}) has no score for "
-                             f"{missing}; score the candidates first (blender_lib.metrics.score_candidates)")
-        row = [float(scores[m]) for m in metrics]
-        if not all(math.isfinite(v) for v in row):
-            raise ValueError(f"example {example.get('id')!r}, candidate {k} has a non-finite metric score {row}")
-        rows.append(row)
-    return np.array(rows, dtype=float).reshape(len(rows), len(metrics))
-
-
 def metric_preference(table: np.ndarray) -> np.ndarray:
     """P[i, j] = sign of the mean over metrics of sign(metric_i - metric_j): a vote in which
     every metric counts once whatever its scale (BLEU 0-100, BERTScore 0-1)."""
@@ -643,7 +603,7 @@ def evaluate_pairranker(ranker: PairRankerModel, examples: Sequence[Mapping[str,
     """Pairwise accuracy (both-order margin vs the metric vote, tied pairs left out) and the quality
     of the max-logits top-1: each metric's mean, and its mean rank among the N (1 = best)."""
     metrics = ranker.config.metrics
-    tables = [metric_table(ex, metrics) for ex in examples]
+    tables = [score_table(ex, metrics) for ex in examples]
     start = time.perf_counter()
     matrices = _matrices(ranker, [source_text(ex) for ex in examples],
                          [[c["text"] for c in ex["candidates"]] for ex in examples],
@@ -669,61 +629,12 @@ def evaluate_pairranker(ranker: PairRankerModel, examples: Sequence[Mapping[str,
 
 
 # --------------------------------------------------------------------------------------------
-# training
+# training: PairRanker's recipe for blender_lib.training (the loop, checkpoints and resume live there)
 
 
-@dataclass
-class _Pool:
-    """One training input: its source, its distinct candidate texts and their metric scores."""
-
-    source: str
-    texts: list[str]
-    scores: np.ndarray
-
-
-def candidate_text_of(example: Mapping[str, Any], k: int, cand: Any) -> str:
-    """A training candidate's text; a missing ``text`` field or a non-string is an error naming it
-    (an empty string is returned: the callers drop and count those)."""
-    if not isinstance(cand, Mapping) or "text" not in cand:
-        fields_ = sorted(cand) if isinstance(cand, Mapping) else type(cand).__name__
-        raise ValueError(f"example {example.get('id')!r}, candidate {k} has no 'text' field (it has {fields_})")
-    if not isinstance(cand["text"], str):
-        raise ValueError(f"example {example.get('id')!r}, candidate {k} ({cand.get('model')}): text must be a "
-                         f"string, got {type(cand['text']).__name__}")
-    return cand["text"]
-
-
-def warn_skipped_inputs(what: str, reasons: Sequence[str], empty_candidates: int) -> None:
-    """One warning that counts and names the training inputs left out, and the empty candidates dropped."""
-    if reasons:
-        shown = "; ".join(reasons[:5]) + (f"; ... and {len(reasons) - 5} more" if len(reasons) > 5 else "")
-        warnings.warn(f"{what}: skipped {len(reasons)} training input(s): {shown}", stacklevel=3)
-    if empty_candidates:
-        warnings.warn(f"{what}: dropped {empty_candidates} empty candidate text(s) from training", stacklevel=3)
-
-
-def _pools(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[_Pool], int]:
-    """Training pools; identical candidate texts are merged (their Δ is 0: no signal), empty ones
-    dropped, and inputs left with fewer than two candidates are skipped: counted, and named in a warning."""
-    pools, reasons, empty = [], [], 0
-    for ex in examples:
-        table = metric_table(ex, metrics)
-        first: dict[str, int] = {}
-        for k, cand in enumerate(ex["candidates"]):
-            text = candidate_text_of(ex, k, cand)
-            if text.strip():
-                first.setdefault(text, k)
-            else:
-                empty += 1
-        if len(first) < 2 or not source_text(ex):
-            reasons.append(f"{ex.get('id')!r} " + ("has an empty instruction" if not source_text(ex) else
-                                                   f"has {len(first)} distinct non-empty candidate(s)"))
-            continue
-        pools.append(_Pool(source_text(ex), list(first), table[list(first.values())]))
-    if not pools:
-        raise ValueError("no training input has two distinct non-empty candidates: nothing to learn from")
-    warn_skipped_inputs("PairRanker", reasons, empty)
-    return pools, len(reasons)
+def _pools(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[TrainingInput], int]:
+    """Training pools (:func:`blender_lib.examples.training_inputs`): the pairs are drawn from these."""
+    return training_inputs(examples, metrics, what="PairRanker")
 
 
 class _PairSampler(torch.utils.data.Dataset):
@@ -736,7 +647,7 @@ class _PairSampler(torch.utils.data.Dataset):
 
     GROUP_WINDOW = 32  # batches per sorted window: long enough to group, short enough to stay random
 
-    def __init__(self, pools: list[_Pool], pairs_per_input: int, seed: int) -> None:
+    def __init__(self, pools: list[TrainingInput], pairs_per_input: int, seed: int) -> None:
         self.pools, self.pairs_per_input, self.seed = pools, pairs_per_input, seed
         self.batch_size: int | None = None
         self.length_of: Callable[[tuple[str, str, str, np.ndarray]], int] | None = None
@@ -776,162 +687,65 @@ class _PairSampler(torch.utils.data.Dataset):
         return self.items[k]
 
 
-@dataclass
-class TrainReport:
-    out_dir: str
-    best_dir: str
-    best_epoch: int
-    epochs_completed: int
-    resumed_from_epoch: int  # epochs already done when this call started (0 = fresh)
-    train_loss: list[float]  # mean loss per epoch, all epochs of the run
-    val: list[dict[str, float]]  # validation metrics per epoch
-    seconds: float  # this call
-    train_pairs: int  # pairs trained on in this call
-    train_pairs_per_second: float
-    skipped_examples: int
-    config: dict[str, Any] = field(default_factory=dict)
-    epoch_seconds: list[float] = field(default_factory=list)  # training time of every epoch of the run, when it ran
-    pairs_per_epoch: int = 0
-
-
-def _accelerator(config: PairRankerConfig) -> Any:
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import is_bf16_available
-
-    precision = "bf16" if config.bf16 and is_bf16_available() else "no"
-    previous = AcceleratorState._shared_state.get("_mixed_precision")
-    if previous not in (None, precision) and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        # accelerate keeps one process-wide state and refuses a new precision; in a single
-        # process (a notebook, the tests) starting it afresh is safe.
-        AcceleratorState._reset_state()
-    # cpu=True whenever the device resolves to the CPU ("auto" without a GPU too): only then does a
-    # launch of several processes on a CPU machine form one gloo group instead of N lone "main" processes
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum_steps,
-                       cpu=resolve_device(config.device).type == "cpu")
-
-
-def _optimizer(model: nn.Module, config: PairRankerConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norm weights (the usual BERT recipe)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]  # frozen layers (freeze_layers) stay out
-    decay = [p for p in trainable if p.ndim >= 2]
-    no_decay = [p for p in trainable if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
-
-
-def _data_key(pools: list[_Pool]) -> str:
+def _data_key(pools: list[TrainingInput]) -> str:
     blob = json.dumps([[p.source, p.texts, p.scores.tolist()] for p in pools])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _load_state(out_dir: Path, config: PairRankerConfig, data_key: str, resume: bool) -> dict[str, Any] | None:
-    """The last completed epoch's record, or None for a fresh run (resume=False clears old runs)."""
-    path = out_dir / STATE_FILE
-    if not path.exists():
-        return None
-    if not resume:
-        for child in out_dir.iterdir():
-            if child.name in (STATE_FILE, "best") or child.name.startswith(("epoch-", ".epoch-", ".best.")):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        return None
-    state = json.loads(path.read_text(encoding="utf-8"))
-    if state["config_key"] != config.key(ignore=("epochs",)) or state["data_key"] != data_key:
-        raise ValueError(f"{out_dir} holds a PairRanker run with other settings or training data; "
-                         f"use another out_dir, or resume=False to start over there")
-    return state
+@dataclass
+class PairRankerRecipe:
+    """PairRanker for :func:`blender_lib.training.train`: pairs drawn per epoch, :func:`pair_loss`,
+    the best epoch by validation pairwise accuracy (ties keep the earlier one)."""
 
+    config: PairRankerConfig
+    pools: list[TrainingInput]
+    val_examples: Sequence[Mapping[str, Any]]
+    skipped_examples: int
+    kind: str = "pairranker"
+    weights_folder: str = "ranker"
 
-def _save_epoch(accelerator: Any, model: nn.Module, out_dir: Path, epoch: int) -> None:
-    """epoch-K/ = ranker/ (loadable) + train_state/ (optimizer, scheduler, RNG): written beside, then
-    renamed, so a folder named epoch-K is always complete."""
-    staging, target = out_dir / f".epoch-{epoch}.partial", out_dir / f"epoch-{epoch}"
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(target, ignore_errors=True)  # an orphan of a run killed before its state.json
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging / "train_state"))
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model)._write(staging / "ranker")
-        staging.rename(target)
-    accelerator.wait_for_everyone()
+    @property
+    def data_key(self) -> str:
+        return _data_key(self.pools)
 
+    @property
+    def items_per_epoch(self) -> int:
+        return sum(min(self.config.pairs_per_input, len(p.texts) * (len(p.texts) - 1) // 2) for p in self.pools)
 
-def _report(state: dict[str, Any], out_dir: Path, resumed: int, seconds: float, pairs: int, train_seconds: float,
-            skipped: int, config: PairRankerConfig, pairs_per_epoch: int) -> TrainReport:
-    return TrainReport(
-        out_dir=str(out_dir), best_dir=str(out_dir / "best"), best_epoch=state["best_epoch"],
-        epochs_completed=state["completed_epochs"], resumed_from_epoch=resumed, train_loss=state["train_loss"],
-        val=state["val"], seconds=seconds, train_pairs=pairs,
-        train_pairs_per_second=pairs / train_seconds if train_seconds > 0 else 0.0, skipped_examples=skipped,
-        config=asdict(config), epoch_seconds=list(state["train_seconds"]), pairs_per_epoch=pairs_per_epoch)
+    def build_model(self) -> PairRankerModel:
+        return PairRankerModel.from_backbone(self.config)
 
+    def training_data(self, model: PairRankerModel) -> _PairSampler:
+        sampler = _PairSampler(self.pools, self.config.pairs_per_input, self.config.seed)
+        formatter = model.formatter  # bound now: the loop rebinds its model to accelerate's wrapper
+        sampler.group_by_length(self.config.batch_size, lambda item: len(formatter.encode(*item[:3])[0]))
+        return sampler
 
-def _better(val: dict[str, float], best: dict[str, float] | None) -> bool:
-    if best is None:
-        return True
-    now, then = val.get("pairwise_accuracy", float("nan")), best.get("pairwise_accuracy", float("nan"))
-    return math.isnan(then) or (not math.isnan(now) and now > then)  # ties keep the earlier epoch
+    def collate(self, model: PairRankerModel) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
+        formatter = model.formatter
 
+        def collate(items: list[tuple[str, str, str, np.ndarray]]) -> dict[str, torch.Tensor]:
+            batch = formatter.collate([formatter.encode(s, a, b) for s, a, b, _ in items])
+            batch["delta"] = torch.tensor(np.stack([d for *_, d in items]), dtype=torch.float)
+            return batch
 
-def _sync_lr(scheduler: Any) -> None:
-    """The restored optimizer holds the learning rate of the *saved* schedule; when ``epochs`` grew
-    it must come from the new one (a plain resume gets back the same value)."""
-    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the LambdaLR
-    for group, base, fn in zip(inner.optimizer.param_groups, inner.base_lrs, inner.lr_lambdas):
-        group["lr"] = base * fn(inner.last_epoch)
+        return collate
 
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        delta = batch.pop("delta")
+        return pair_loss(*model(**batch), delta)
 
-def _collate_pairs(formatter: PairFormatter) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
-    def collate(items: list[tuple[str, str, str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        batch = formatter.collate([formatter.encode(s, a, b) for s, a, b, _ in items])
-        batch["delta"] = torch.tensor(np.stack([d for *_, d in items]), dtype=torch.float)
-        return batch
+    def validate(self, model: PairRankerModel) -> dict[str, float]:
+        if not self.val_examples:
+            return {}
+        return evaluate_pairranker(model, self.val_examples, batch_size=self.config.eval_batch_size)
 
-    return collate
+    def better(self, val: Mapping[str, float], best: Mapping[str, float]) -> bool:
+        now, then = val.get("pairwise_accuracy", math.nan), best.get("pairwise_accuracy", math.nan)
+        return math.isnan(then) or (not math.isnan(now) and now > then)
 
-
-def _train_epoch(accelerator: Any, model: nn.Module, loader: Any, optimizer: Any, scheduler: Any,
-                 config: PairRankerConfig, epoch: int, progress: bool) -> float:
-    """One pass over this epoch's pairs; the mean loss (over processes too)."""
-    torch.manual_seed(config.seed + epoch)  # dropout: reproducible per epoch, also after a resume
-    model.train()
-    losses = []
-    bar = tqdm(loader, desc=f"PairRanker epoch {epoch + 1}/{config.epochs}",
-               disable=not (progress and accelerator.is_local_main_process))
-    for batch in bar:
-        with accelerator.accumulate(model):  # steps the optimizer every grad_accum_steps batches
-            delta = batch.pop("delta")
-            loss = pair_loss(*model(**batch), delta)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        losses.append(loss.detach().float())
-        bar.set_postfix(loss=f"{losses[-1].item():.4f}")
-    return accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
-
-
-def _record_epoch(accelerator: Any, model: nn.Module, out_dir: Path, state: dict[str, Any], epoch: int,
-                  loss: float, seconds: float, val: dict[str, float]) -> None:
-    """Checkpoint epoch K, then point state.json at it, then prune: every step leaves a usable run."""
-    _save_epoch(accelerator, model, out_dir, epoch)
-    best_val = state["val"][state["best_epoch"] - 1] if state["best_epoch"] else None
-    if not val or _better(val, best_val):
-        state["best_epoch"] = epoch
-    state["train_loss"].append(loss)
-    state["train_seconds"].append(seconds)
-    state["val"].append(val)
-    state["completed_epochs"] = epoch
-    state.setdefault("processes", []).append(accelerator.num_processes)  # effective batch = processes x batch_size
-    if accelerator.is_main_process:
-        atomic_write_json(out_dir / STATE_FILE, state)
-        for old in out_dir.glob("epoch-*"):
-            if old.name not in {f"epoch-{epoch}", f"epoch-{state['best_epoch']}"}:
-                shutil.rmtree(old)
-    accelerator.wait_for_everyone()
+    def shown(self, val: Mapping[str, float]) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in val.items() if k in ("pairwise_accuracy", "top1_mean_metric_rank")}
 
 
 def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
@@ -943,50 +757,8 @@ def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: 
     again with the same arguments resumes after the last completed epoch, exactly as if never
     stopped; calling with a larger ``epochs`` trains on from there (with the LR schedule of the new
     total). Without validation examples the last epoch counts as the best."""
-    from transformers import get_linear_schedule_with_warmup
-
-    start_time = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     pools, skipped = _pools(train_examples, config.metrics)
-    data_key = _data_key(pools)
-    state = _load_state(out_dir, config, data_key, resume) or {
-        "config_key": config.key(ignore=("epochs",)), "data_key": data_key, "completed_epochs": 0,
-        "best_epoch": 0, "train_loss": [], "val": [], "train_seconds": []}
-    done = state["completed_epochs"]
-    sampler = _PairSampler(pools, config.pairs_per_input, config.seed)
-    if done < config.epochs:
-        accelerator = _accelerator(config)
-        model = PairRankerModel.from_backbone(config)
-        formatter = model.formatter  # bound now: `model` is rebound to accelerate's wrapper below
-        sampler.group_by_length(config.batch_size, lambda item: len(formatter.encode(*item[:3])[0]))
-        loader = torch.utils.data.DataLoader(sampler, batch_size=config.batch_size, shuffle=False,  # sampler shuffles
-                                             collate_fn=_collate_pairs(model.formatter))
-        optimizer = _optimizer(model, config)
-        total_steps = math.ceil(len(loader) / config.grad_accum_steps) * config.epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-        model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-        if done:  # weights, optimizer, scheduler and RNG of the last completed epoch
-            accelerator.load_state(str(out_dir / f"epoch-{done}" / "train_state"))
-            _sync_lr(scheduler)
-        for epoch in range(done, config.epochs):
-            sampler.resample(epoch)
-            epoch_start = time.perf_counter()
-            loss = _train_epoch(accelerator, model, loader, optimizer, scheduler, config, epoch, progress)
-            seconds = time.perf_counter() - epoch_start
-            ranker = accelerator.unwrap_model(model)
-            val = evaluate_pairranker(ranker, val_examples, batch_size=config.eval_batch_size) if val_examples else {}
-            _record_epoch(accelerator, model, out_dir, state, epoch + 1, loss, seconds, val)
-            if progress and accelerator.is_local_main_process:
-                shown = {k: round(v, 4) for k, v in val.items() if k in ("pairwise_accuracy", "top1_mean_metric_rank")}
-                print(f"epoch {epoch + 1}: loss {loss:.4f} {shown}")
-        if not accelerator.is_main_process:  # only the main process publishes
-            return _report(state, out_dir, done, time.perf_counter() - start_time, 0, 0.0, skipped, config,
-                           len(sampler))
-    publish_best(out_dir, state["best_epoch"], "ranker", force=done < config.epochs)
-    trained = state["train_seconds"][done:]
-    return _report(state, out_dir, done, time.perf_counter() - start_time, len(sampler) * len(trained), sum(trained),
-                   skipped, config, len(sampler))
+    return train(PairRankerRecipe(config, pools, val_examples, skipped), out_dir, progress=progress, resume=resume)
 
 
 def run_dir(train_examples: Sequence[Mapping[str, Any]], config: PairRankerConfig, root: str | Path | None = None) -> Path:

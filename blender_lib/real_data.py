@@ -1188,7 +1188,8 @@ def bubble_selections(examples: Sequence[Mapping[str, Any]], pair_logits: PairLo
     incumbent's seat: a tie-keeps-incumbent pass would then favour it for free. ``pair_logits``
     maps (source, a, b) triples to the logit that a beats b (:func:`ranker_pair_logits`). Returns the
     winners as indices into each example's own candidate order, and the comparisons used."""
-    from .rankers import bubble_passes, source_text
+    from .examples import source_text
+    from .rankers import bubble_passes
 
     orders = [_candidate_order(seed, ex) for ex in examples]
     texts = [[ex["candidates"][int(k)]["text"] for k in order] for ex, order in zip(examples, orders)]
@@ -1222,7 +1223,7 @@ def ranker_pair_logits(ranker: Any, cache_path: str | Path | None = None, *, bat
 def pair_margins(examples: Sequence[Mapping[str, Any]], pair_logits: PairLogits) -> list[np.ndarray]:
     """Scores of two-candidate examples (:func:`pair_examples`) from a pairwise model, both orders:
     [m / 2, -m / 2] with m = logit(a, b) - logit(b, a), so :func:`preference_agreement` reads its sign."""
-    from .rankers import source_text
+    from .examples import source_text
 
     triples = []
     for ex in examples:
@@ -1241,7 +1242,7 @@ class PairRankerCV:
     selections: list[int]  # per example: the bubble winner, an index into its candidates
     comparisons: list[int]  # per example: comparisons made (each in both orders)
     pair_scores: list[np.ndarray]  # per requested pair example: pair_margins by its held-out ranker
-    reports: dict[int, Any]  # fold -> rankers.TrainReport
+    reports: dict[int, Any]  # fold -> training.TrainReport
     train_seconds: float  # training or loading, all folds
     rank_seconds: float  # bubble passes and pair margins, all folds (cached logits make reruns fast)
 
@@ -1295,7 +1296,7 @@ class RouterCV:
 
     choices: list[int]  # per example: the candidate of the model routed to
     routed_to: list[str]  # per example: that model
-    reports: dict[int, Any]  # fold -> baselines.BaselineTrainReport
+    reports: dict[int, Any]  # fold -> training.TrainReport
     seconds: float
 
 
@@ -1414,7 +1415,7 @@ def judge_pair_examples(examples: Sequence[Mapping[str, Any]], judge: Any, cache
     """Our judge on two-candidate examples, every pair in both orders (``judge.judge_examples`` on
     copies, so the gold labels stay untouched; verdicts cached in ``cache_path``)."""
     from .io import JsonlCache
-    from .judge import _verdict_key, judge_examples, judge_prompt
+    from .judge import verdict_key, judge_examples, judge_prompt
 
     copies = [{**ex, "candidates": [dict(c) for c in ex["candidates"]], "cmp_results": {}} for ex in examples]
     for ex in copies:
@@ -1427,7 +1428,7 @@ def judge_pair_examples(examples: Sequence[Mapping[str, Any]], judge: Any, cache
     margins: list[np.ndarray] | None = []
     for ex in copies:
         a, b = (c["text"] for c in ex["candidates"])
-        rows = [cache.get(_verdict_key(judge.name, judge_prompt(ex["instruction"], ex.get("input", ""), x, y)))
+        rows = [cache.get(verdict_key(judge.name, judge_prompt(ex["instruction"], ex.get("input", ""), x, y)))
                 for x, y in ((a, b), (b, a))]
         forward, backward = (_option_logprobs(r.get("raw")) if r else None for r in rows)
         if forward is None or backward is None:

@@ -11,30 +11,29 @@ step                       functions
 =========================  ================================================================
 rewards for every          :func:`metric_rewards` (stored reference metrics; reads the reference),
 (query, candidate)         :func:`pairranker_rewards` (our PairRanker against the reference),
-                           :func:`scorer_rewards` (any :class:`~blender_lib.baselines.TextScorer`:
+                           :func:`scorer_rewards` (any :class:`~blender_lib.rerankers.TextScorer`:
                            a reward model in the paper profile, the SmolLM2 stand-in offline);
                            :func:`reward_source` picks one from a spec string;
                            :func:`cached_rewards` keeps them on disk
 labels                     :func:`reward_labels`, :func:`reward_entropy`
 tags                       :func:`data_tags` (the data's own tags), :func:`cluster_tags` (KMeans
                            on MiniLM embeddings, for untagged data); :func:`enhance_labels`
-router                     :class:`RouterConfig`, :class:`RouterModel`, :func:`train_router`,
+router                     :class:`RouterConfig`, :class:`RouterModel`, :class:`RoutingSet`, :func:`train_router`,
                            :func:`beta_sweep`; :func:`router_scores`, :func:`routed_choices`
 baselines and cost         :func:`rmr_choices` (reward-model ranking: argmax of the rewards),
                            :func:`cost_table`, :func:`entropy_vs_quality`
 =========================  ================================================================
 
 Every reward array is ``[n_examples, N]`` in the examples' candidate order, and every example must
-list its candidates' models in the same order (:func:`example_models` says which one does not).
+list its candidates' models in the same order (:func:`blender_lib.examples.example_models` says
+which one does not).
 Routing needs at least two models: a one-model "router" is refused (:class:`RouterConfig`), while
 the label, entropy and cost helpers accept N = 1 (one label of 1.0, entropy 0).
 
-The router reuses the trained baselines' machinery (:mod:`blender_lib.baselines`) rather than a
-training loop of its own: :func:`train_router` writes each query's label into copies of the
-examples as a score column (:data:`LABEL_KEY`) of candidates named after the models, and trains
-through ``baselines._train`` with that column as the only "metric". Checkpoints, resume, the best
-epoch on validation, reloading and the cache folder (keyed by the config and the data, so by the
-labels, hence by beta) all come from there unchanged.
+The router is a fine-tuned encoder (:mod:`blender_lib.encoders`) with an N-way head, trained by
+the same loop as PairRanker and the rerankers (:func:`blender_lib.training.train`) on its own data:
+a :class:`RoutingSet` of queries and label rows. Checkpoints, resume, the best epoch on validation
+and the cache folder (keyed by the config, the queries and the labels, hence by beta) come from there.
 """
 
 from __future__ import annotations
@@ -55,13 +54,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import baselines as B
+from .encoders import EncoderConfig, EncoderModel
+from .examples import (GPT_RANK, Scores, check_examples, check_text_inputs, data_key, example_models, metric_values,
+                       source_text)
 from .io import atomic_write_json
+from .judge import ranks_from_scores
 from .models import LoadedModel, embed_texts, load_model
 from .paths import cache_dir
-from .rankers import PairRankerModel, _check_inputs, reference_rewards_many, source_text
+from .rankers import PairRankerModel, reference_rewards_many
+from .rerankers import TextScorer, reward_scorer
+from .training import Shuffled, TrainReport, train
 
-LABEL_KEY = "zooter_label"  # the score column that carries a query's label in the router's training copies
 ALL = "all"  # in cost_table: the method runs every model (RMR, oracle)
 NORMALIZATIONS = ("zscore", "none")
 
@@ -70,33 +73,12 @@ NORMALIZATIONS = ("zscore", "none")
 # rewards for every (query, candidate): [n_examples, N], one model order
 
 
-def example_models(examples: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """The candidates' model names, the same for every example, or a ValueError naming the first
-    example whose order differs: a column of a reward array must mean one model."""
-    if isinstance(examples, Mapping):
-        raise ValueError("pass a list of examples, not one example")
-    if not examples:
-        raise ValueError("no examples: rewards need at least one query")
-    B.check_examples(examples)
-    first = tuple(str(c.get("model")) for c in examples[0]["candidates"])
-    if len(set(first)) != len(first):
-        raise ValueError(f"example {examples[0].get('id', 0)!r} has repeated model names {list(first)}: a router "
-                         f"chooses among distinct models")
-    for n, ex in enumerate(examples):
-        models = tuple(str(c.get("model")) for c in ex["candidates"])
-        if models != first:
-            raise ValueError(f"example {ex.get('id', n)!r} lists its candidates' models as {list(models)}, but "
-                             f"example {examples[0].get('id', 0)!r} as {list(first)}: every example needs the same "
-                             f"models in the same order")
-    return first
-
-
 def metric_rewards(examples: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
     """A stored reference metric (``"bertscore"``, ``"bleu"``, ...; ``"gpt_rank"`` gives the
     negative GPT-Rank) as the reward. The offline default: free, but it reads the reference (or the
     judge), so it is fair as a training label and an oracle at test time."""
     example_models(examples)
-    return np.array([B.metric_values(ex, metric) for ex in examples], dtype=float)
+    return np.array([metric_values(ex, metric) for ex in examples], dtype=float)
 
 
 def pairranker_rewards(ranker: PairRankerModel, examples: Sequence[Mapping[str, Any]], *,
@@ -118,11 +100,11 @@ def pairranker_rewards(ranker: PairRankerModel, examples: Sequence[Mapping[str, 
     return np.array(rewards, dtype=float)
 
 
-def scorer_rewards(scorer: B.TextScorer, examples: Sequence[Mapping[str, Any]], *,
+def scorer_rewards(scorer: TextScorer, examples: Sequence[Mapping[str, Any]], *,
                    progress: bool = False) -> np.ndarray:
-    """Any :class:`~blender_lib.baselines.TextScorer` as the reward: a reward model
-    (:class:`~blender_lib.baselines.RewardModelScorer`, the paper's setting), the offline LM stand-in
-    (:class:`~blender_lib.baselines.LMRewardScorer`), or a trained reranker. Reference-free ones are
+    """Any :class:`~blender_lib.rerankers.TextScorer` as the reward: a reward model
+    (:class:`~blender_lib.rerankers.RewardModelScorer`, the paper's setting), the offline LM stand-in
+    (:class:`~blender_lib.rerankers.LMRewardScorer`), or a trained reranker. Reference-free ones are
     what RMR can use at test time."""
     example_models(examples)
     return np.array(scorer(examples, progress=progress), dtype=float)
@@ -146,7 +128,7 @@ def reward_source(spec: str, *, ranker: PairRankerModel | None = None, device: s
     """A reward source from a spec string, so a notebook parameter can choose it:
 
     ``"metric:<name>"`` (stored metric, e.g. ``metric:bertscore``), ``"scorer:<model>"`` (a reward
-    model or causal LM through :func:`~blender_lib.baselines.reward_scorer`, e.g.
+    model or causal LM through :func:`~blender_lib.rerankers.reward_scorer`, e.g.
     ``scorer:OpenAssistant/reward-model-deberta-v3-large-v2`` or ``scorer:smollm2-135m-instruct``),
     ``"pairranker:<folder>"`` (a saved PairRanker) or ``"pairranker"`` with ``ranker=``. Models
     load now, once. ``scorer_kwargs`` (e.g. ``dtype``) configure a ``scorer:`` model; the other
@@ -158,7 +140,7 @@ def reward_source(spec: str, *, ranker: PairRankerModel | None = None, device: s
     if kind == "scorer" and arg:
         if batch_size is not None:
             scorer_kwargs["batch_size"] = batch_size
-        scorer = B.reward_scorer(arg, device=device, **scorer_kwargs)
+        scorer = reward_scorer(arg, device=device, **scorer_kwargs)
         return RewardSource(spec, False, lambda examples: scorer_rewards(scorer, examples))
     if kind == "pairranker" and (arg or ranker is not None):
         if arg and ranker is not None:
@@ -179,7 +161,7 @@ def cached_rewards(name: str, examples: Sequence[Mapping[str, Any]],
     models = example_models(examples)
     ids = [str(ex.get("id", n)) for n, ex in enumerate(examples)]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "rewards"
-    digest = hashlib.sha256(f"{name}\n{B.data_key(examples)}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{name}\n{data_key(examples)}".encode()).hexdigest()[:16]
     path = Path(root) if root is not None else cache_dir() / "zooter" / "rewards"
     path = path / f"{slug}-{digest}.json"
     if path.exists():
@@ -379,15 +361,12 @@ def enhance_labels(labels: np.ndarray, tags: Sequence[Any], beta: float) -> np.n
 
 
 @dataclass(frozen=True)
-class RouterConfig(B.BaselineConfig):
+class RouterConfig(EncoderConfig):
     """A ZOOTER router. Paper: mdeberta-v3-base; offline: MiniLM. ``models`` = the N models in
-    label order (empty: taken from the training examples by :func:`train_router`). ``metrics`` is
-    fixed to the label column and every label is used (``train_candidates=None``). lr 1e-4 with a
+    label order (empty: taken from the training examples by :func:`train_router`). lr 1e-4 with a
     fresh head; a router reads only the query, so an epoch is cheap and 3 are the default."""
 
     models: tuple[str, ...] = ()
-    metrics: tuple[str, ...] = (LABEL_KEY,)
-    train_candidates: int | None = None
     lr: float = 1e-4
     epochs: int = 3
     batch_size: int = 16
@@ -398,12 +377,6 @@ class RouterConfig(B.BaselineConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "models", tuple(self.models))
-        if tuple(self.metrics) != (LABEL_KEY,):
-            raise ValueError(f"a router trains on its labels only: metrics must be ({LABEL_KEY!r},), got "
-                             f"{self.metrics}")
-        if self.train_candidates is not None:
-            raise ValueError(f"a router reads every model's label: train_candidates must be None, got "
-                             f"{self.train_candidates}")
         if self.models:
             if any(not isinstance(m, str) or not m.strip() for m in self.models) or \
                     len(set(self.models)) != len(self.models):
@@ -416,32 +389,32 @@ class RouterConfig(B.BaselineConfig):
 
 @dataclass
 class _RouterItem:
-    ids: tuple[int, ...]
-    label: np.ndarray
-    quality: np.ndarray  # what baselines' sub-sampling reads; the router keeps every model
+    ids: tuple[int, ...]  # the framed query
+    label: np.ndarray  # [N]: the query's label over the models
 
 
-class RouterModel(B._EncoderBaseline):
+class RouterModel(EncoderModel):
     """Encoder + a 2-layer head (dropout, Linear(H, H), tanh, dropout, Linear(H, N)) on the pooled
     ``[CLS] query [SEP]``; trained with KL(label ‖ softmax(logits)). :meth:`route` sends each query
-    to the model of highest probability (first of equals). Saved and loaded like the baselines
+    to the model of highest probability (first of equals). Saved and loaded like the rerankers
     (``save_pretrained`` / ``from_pretrained``)."""
 
     KIND = "router"
     CONFIG = RouterConfig
+    WHAT = "router"
 
-    def __init__(self, encoder: nn.Module, tokenizer: Any, config: B.BaselineConfig) -> None:
+    def __init__(self, encoder: nn.Module, tokenizer: Any, config: RouterConfig) -> None:
         super().__init__(encoder, tokenizer, config)
-        models = config.models  # type: ignore[attr-defined]
-        if len(models) < 2:
-            raise ValueError(f"a router needs the names of at least two models (config.models), got {list(models)}")
-        hidden, drop = encoder.config.hidden_size, config.head_dropout  # type: ignore[attr-defined]
+        if len(config.models) < 2:
+            raise ValueError(f"a router needs the names of at least two models (config.models), got "
+                             f"{list(config.models)}")
+        hidden, drop = encoder.config.hidden_size, config.head_dropout
         self.head = nn.Sequential(nn.Dropout(drop), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(drop),
-                                  nn.Linear(hidden, len(models)))
+                                  nn.Linear(hidden, len(config.models)))
 
     @property
     def models(self) -> tuple[str, ...]:
-        return self.config.models  # type: ignore[attr-defined]
+        return self.config.models
 
     def num_parameters(self) -> int:
         """Parameters the router touches per query (encoder + head), for :func:`cost_table`."""
@@ -450,18 +423,14 @@ class RouterModel(B._EncoderBaseline):
     def encode(self, query: str) -> tuple[int, ...]:
         return (*self.prefix, *self.tokens(query, self.config.source_max_length), *self.suffix)
 
-    # -- training interface (baselines._train)
+    # -- training: one item per query, its full label row (see RouterRecipe)
 
-    def make_item(self, source: str, texts: list[str], table: np.ndarray, reference: str | None) -> _RouterItem:
-        if list(texts) != list(self.models):
-            raise ValueError(f"router training inputs name the models {list(texts)}, expected {list(self.models)}: "
-                             f"train through zooter.train_router")
-        label = _check_labels(np.asarray(table, dtype=float)[:, 0][None], "router labels")[0]
-        return _RouterItem(self.encode(source), label, label)
+    def make_item(self, query: str, label: np.ndarray) -> _RouterItem:
+        return _RouterItem(self.encode(query), label)
 
-    def collate(self, items: list[tuple[_RouterItem, list[int]]]) -> dict[str, torch.Tensor]:
+    def collate(self, items: list[_RouterItem]) -> dict[str, torch.Tensor]:
         """The queries (padded, sorted by length) and their full label rows."""
-        chosen = sorted((it for it, _ in items), key=lambda it: len(it.ids))
+        chosen = sorted(items, key=lambda it: len(it.ids))
         batch = self.pad([it.ids for it in chosen])
         batch["labels"] = torch.tensor(np.stack([it.label for it in chosen]), dtype=torch.float)
         return batch
@@ -512,10 +481,10 @@ class RouterModel(B._EncoderBaseline):
         return self.route([query])[0]
 
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
-              batch_size: int | None = None, progress: bool = False) -> B.Scores:
-        """The baselines' interface: the routing probability of each candidate position, which must
+              batch_size: int | None = None, progress: bool = False) -> Scores:
+        """The rerankers' interface: the routing probability of each candidate position, which must
         be the router's models in order (:func:`router_scores` matches examples by model name)."""
-        _check_inputs(sources, candidate_lists)
+        check_text_inputs(sources, candidate_lists)
         for n, cands in enumerate(candidate_lists):
             if len(cands) != len(self.models):
                 raise ValueError(f"input {n} has {len(cands)} candidates but the router knows {len(self.models)} "
@@ -528,39 +497,105 @@ def kl_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(logits.float(), dim=-1), labels.float(), reduction="batchmean")
 
 
-def labelled_examples(examples: Sequence[Mapping[str, Any]], labels: np.ndarray,
-                      models: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The router's training copies: id, instruction and input of each example, and one candidate
-    per model, named and texted after the model, whose only score is its label (:data:`LABEL_KEY`).
-    The router never reads candidate texts; what it learns from (and what keys its cache) is the
-    query and the label."""
-    found = example_models(examples)
-    models = tuple(models) if models else found
-    if tuple(models) != found:
-        raise ValueError(f"the examples' models {list(found)} are not the router's {list(models)} (same order)")
-    values = _check_labels(labels)
-    if values.shape != (len(examples), len(models)):
-        raise ValueError(f"labels have shape {values.shape}, expected ({len(examples)}, {len(models)}): one row per "
-                         f"example, one column per model")
-    return [{"id": ex.get("id", n), "instruction": ex.get("instruction") or "", "input": ex.get("input") or "",
-             "tags": list(ex.get("tags") or []),
-             "candidates": [{"model": m, "text": m, "scores": {LABEL_KEY: float(p)}} for m, p in zip(models, row)]}
-            for n, (ex, row) in enumerate(zip(examples, values))]
+# --------------------------------------------------------------------------------------------
+# training the router: queries and their labels, through blender_lib.training
 
 
-def router_folder(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
-                  labels_train: np.ndarray, labels_val: np.ndarray | None = None,
-                  config: RouterConfig | None = None) -> Path:
-    """Where :func:`train_router` keeps a router when no ``out_dir`` is given: the baselines' cache
-    folder of the labelled copies (so keyed by config, queries and labels)."""
-    config, train, val = _router_inputs(train_examples, val_examples, labels_train, labels_val,
-                                        config or RouterConfig())
-    return B.cache_folder(config, train, val)
+@dataclass
+class RoutingSet:
+    """What a router learns from or is validated on: queries, their ids and a label row per query
+    ([n, N], columns in ``models`` order)."""
+
+    ids: list[str]
+    queries: list[str]
+    labels: np.ndarray
+    models: tuple[str, ...]
+
+    @classmethod
+    def from_examples(cls, examples: Sequence[Mapping[str, Any]], labels: np.ndarray,
+                      models: Sequence[str] | None = None) -> RoutingSet:
+        """The examples' queries (:func:`~blender_lib.examples.source_text`) with their labels;
+        the examples must list ``models`` (default: their own) in that order."""
+        found = example_models(examples)
+        models = tuple(models) if models else found
+        if models != found:
+            raise ValueError(f"the examples' models {list(found)} are not the router's {list(models)} (same order)")
+        values = _check_labels(labels)
+        if values.shape != (len(examples), len(models)):
+            raise ValueError(f"labels have shape {values.shape}, expected ({len(examples)}, {len(models)}): one row "
+                             f"per example, one column per model")
+        sources, _ = check_examples(examples)
+        return cls([str(ex.get("id", n)) for n, ex in enumerate(examples)], sources, values, models)
+
+    def key(self) -> str:
+        """A short hash of the queries, labels and models (a router's cache folder is keyed by it)."""
+        blob = json.dumps([self.ids, self.queries, self.labels.tolist(), list(self.models)])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.queries)
 
 
-def _router_inputs(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
-                   labels_train: np.ndarray, labels_val: np.ndarray | None,
-                   config: RouterConfig) -> tuple[RouterConfig, list[dict[str, Any]], list[dict[str, Any]]]:
+def routing_validation(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """How good the routed models are under ``labels`` ([n, N]): the mean rank of the routed model
+    among the N (1 = best, ties share) and its mean label."""
+    choices = np.argmax(probabilities, axis=1)  # first of equals, as route()
+    ranks = [ranks_from_scores(row)[k] for row, k in zip(labels, choices)]
+    return {"examples": float(len(labels)),
+            "top1_mean_metric_rank": float(np.mean(ranks)) if ranks else math.nan,
+            "top1_label": float(np.mean(labels[np.arange(len(labels)), choices])) if len(labels) else math.nan}
+
+
+@dataclass
+class RouterRecipe:
+    """The router for :func:`blender_lib.training.train`: every query with its full label row per
+    epoch, :func:`kl_loss`, the best epoch by the lowest mean validation rank of the routed model
+    (ties keep the earlier one)."""
+
+    config: RouterConfig
+    train_set: RoutingSet
+    val_set: RoutingSet | None
+    kind: str = "router"
+    weights_folder: str = "model"
+    skipped_examples: int = 0  # a router trains on every query
+
+    @property
+    def data_key(self) -> str:
+        val = self.val_set.key() if self.val_set is not None else ""
+        return hashlib.sha256(f"{self.train_set.key()}:{val}".encode()).hexdigest()[:16]
+
+    @property
+    def items_per_epoch(self) -> int:
+        return len(self.train_set)
+
+    def build_model(self) -> RouterModel:
+        return RouterModel.from_backbone(self.config)
+
+    def training_data(self, model: RouterModel) -> Shuffled:
+        items = [model.make_item(q, row) for q, row in zip(self.train_set.queries, self.train_set.labels)]
+        return Shuffled(items, self.config.seed)
+
+    def collate(self, model: RouterModel) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
+        return model.collate
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch)
+
+    def validate(self, model: RouterModel) -> dict[str, float]:
+        if self.val_set is None:
+            return {}
+        return routing_validation(self.val_set.labels, model.probabilities(self.val_set.queries))
+
+    def better(self, val: Mapping[str, float], best: Mapping[str, float]) -> bool:
+        now, then = val.get("top1_mean_metric_rank", math.nan), best.get("top1_mean_metric_rank", math.nan)
+        return math.isnan(then) or (not math.isnan(now) and now < then)
+
+    def shown(self, val: Mapping[str, float]) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in val.items() if k.startswith("top1_")}
+
+
+def _router_recipe(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                   labels_train: np.ndarray, labels_val: np.ndarray | None, config: RouterConfig) -> RouterRecipe:
     if not isinstance(config, RouterConfig):
         raise TypeError(f"router training needs a RouterConfig, got {type(config).__name__}")
     models = example_models(train_examples)
@@ -569,37 +604,45 @@ def _router_inputs(train_examples: Sequence[Mapping[str, Any]], val_examples: Se
     if config.models and tuple(config.models) != models:
         raise ValueError(f"config.models {list(config.models)} differ from the training examples' models "
                          f"{list(models)} (same order)")
-    config = replace(config, models=models)
-    train = labelled_examples(train_examples, labels_train, models)
-    val: list[dict[str, Any]] = []
+    val_set = None
     if val_examples:
         if labels_val is None:
             raise ValueError("validation examples need labels_val (their un-enhanced reward labels): the best epoch "
                              "is the one whose routed model has the best validation label rank")
-        val = labelled_examples(val_examples, labels_val, models)
-    return config, train, val
+        val_set = RoutingSet.from_examples(val_examples, labels_val, models)
+    return RouterRecipe(replace(config, models=models), RoutingSet.from_examples(train_examples, labels_train, models),
+                        val_set)
+
+
+def router_folder(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                  labels_train: np.ndarray, labels_val: np.ndarray | None = None,
+                  config: RouterConfig | None = None) -> Path:
+    """Where :func:`train_router` keeps a router when no ``out_dir`` is given: under the user cache,
+    keyed by the config (less ``epochs``), the queries and the labels (so by beta too)."""
+    recipe = _router_recipe(train_examples, val_examples, labels_train, labels_val, config or RouterConfig())
+    return cache_dir() / "zooter" / "routers" / f"router-{recipe.config.key(ignore=('epochs',))}-{recipe.data_key}"
 
 
 def train_router(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                  labels_train: np.ndarray, labels_val: np.ndarray | None = None, config: RouterConfig | None = None,
-                 out_dir: str | Path | None = None, *, progress: bool = True,
-                 resume: bool = True) -> B.BaselineTrainReport:
+                 out_dir: str | Path | None = None, *, progress: bool = True, resume: bool = True) -> TrainReport:
     """Distil labels ([n, N], e.g. :func:`enhance_labels` of :func:`reward_labels`) into a router.
 
-    Trains through ``baselines._train``: seeds, AdamW with warmup, one checkpoint per epoch, resume
-    after the last completed epoch, the best epoch on validation (lowest mean rank of the routed
-    model under ``labels_val``; pass un-enhanced labels there) copied to ``out_dir/best``. Without
-    ``out_dir`` the run lives in the cache (:func:`router_folder`). Load the result with
+    Trains through :func:`blender_lib.training.train`: seeds, AdamW with warmup, one checkpoint per
+    epoch, resume after the last completed epoch, the best epoch on validation (lowest mean rank of
+    the routed model under ``labels_val``; pass un-enhanced labels there) copied to ``out_dir/best``.
+    Without ``out_dir`` the run lives in the cache (:func:`router_folder`). Load the result with
     ``RouterModel.from_pretrained(report.best_dir)``."""
-    config, train, val = _router_inputs(train_examples, val_examples, labels_train, labels_val,
-                                        config or RouterConfig())
-    out_dir = Path(out_dir) if out_dir is not None else B.cache_folder(config, train, val)  # = router_folder
-    return B._train(RouterModel, train, val, config, out_dir, progress=progress, resume=resume)
+    config = config or RouterConfig()
+    recipe = _router_recipe(train_examples, val_examples, labels_train, labels_val, config)
+    out_dir = Path(out_dir) if out_dir is not None else router_folder(train_examples, val_examples, labels_train,
+                                                                      labels_val, config)
+    return train(recipe, out_dir, progress=progress, resume=resume)
 
 
 def beta_sweep(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                labels_train: np.ndarray, labels_val: np.ndarray | None, tags: Sequence[Any], betas: Sequence[float],
-               config: RouterConfig | None = None, *, progress: bool = True) -> dict[float, B.BaselineTrainReport]:
+               config: RouterConfig | None = None, *, progress: bool = True) -> dict[float, TrainReport]:
     """One router per beta, everything else fixed (labels, tags, config, seed); each run is cached
     under its own labels, so a repeated sweep loads them."""
     if isinstance(betas, (int, float)) or not betas:
@@ -622,12 +665,12 @@ def _candidate_models(router: RouterModel, examples: Sequence[Mapping[str, Any]]
 
 
 def router_scores(router: RouterModel, examples: Sequence[Mapping[str, Any]], *, batch_size: int | None = None,
-                  progress: bool = False) -> B.Scores:
+                  progress: bool = False) -> Scores:
     """The routing probability of each example's candidates, in the example's own candidate order
-    (matched by model name): a selector like the baselines, for ``evaluate_selection`` and the
+    (matched by model name): a selector like the others, for ``evaluate_selection`` and the
     analysis tables. An example missing one of the router's models, or with one it does not know,
     is an error naming it."""
-    sources, _ = B.check_examples(examples)
+    sources, _ = check_examples(examples)
     models = _candidate_models(router, examples)
     probs = router.probabilities(sources, batch_size=batch_size, progress=progress)
     column = {m: k for k, m in enumerate(router.models)}
@@ -638,7 +681,7 @@ def routed_choices(router: RouterModel, examples: Sequence[Mapping[str, Any]], *
                    batch_size: int | None = None) -> list[int]:
     """Per example, the index of the candidate of the model :meth:`RouterModel.route` sends the
     query to: score it with ``analysis.selection_table``, ``evaluate_selection`` or :func:`cost_table`."""
-    sources, _ = B.check_examples(examples)
+    sources, _ = check_examples(examples)
     models = _candidate_models(router, examples)
     return [ms.index(model) for ms, model in zip(models, router.route(sources, batch_size=batch_size))]
 
@@ -734,10 +777,10 @@ def entropy_vs_quality(examples: Sequence[Mapping[str, Any]], labels: np.ndarray
         raise ValueError(f"got {len(examples)} examples, {len(entropy)} label rows and {len(choices)} choices")
     rows = []
     for n, (ex, h, k) in enumerate(zip(examples, entropy, choices)):
-        values = B.metric_values(ex, metric)
+        values = metric_values(ex, metric)
         if not 0 <= int(k) < len(values):
             raise ValueError(f"choice {k} for example {ex.get('id', n)!r}, which has {len(values)} candidates")
-        sign = -1.0 if metric == B.GPT_RANK else 1.0  # report GPT-Rank as a rank
+        sign = -1.0 if metric == GPT_RANK else 1.0  # report GPT-Rank as a rank
         rows.append({"id": ex.get("id", n), "tag": (ex.get("tags") or [""])[0], "entropy": float(h),
                      "model": ex["candidates"][int(k)]["model"], metric: sign * float(values[int(k)]),
                      f"best {metric}": sign * float(values.max())})

@@ -35,7 +35,9 @@ import pytest
 import rouge_score.rouge_scorer  # noqa: F401  imported here, so the timed cases time the work, not the import
 import sacrebleu  # noqa: F401
 
-from blender_lib import baselines as B
+from blender_lib import examples as E
+from blender_lib import rerankers as RR
+from blender_lib import selectors as S
 from blender_lib import data as D
 from blender_lib import generate as G
 from blender_lib import judge as J
@@ -1034,99 +1036,99 @@ def _(ctx):
 # baselines
 
 
-@case("baselines.check_examples", "empty", Raises(ValueError, r"example 't0': candidate 2 \(m2\) is empty"))
+@case("examples.check_examples", "empty", Raises(ValueError, r"example 't0': candidate 2 \(m2\) is empty"))
 def _(ctx):
     examples = ranker_examples()
     examples[0]["candidates"][2]["text"] = ""
-    return B.check_examples(examples)
+    return E.check_examples(examples)
 
 
-@case("baselines.check_examples", "whitespace", Raises(ValueError, r"example 't0': the instruction is empty \(and so "
+@case("examples.check_examples", "whitespace", Raises(ValueError, r"example 't0': the instruction is empty \(and so "
                                                                    r"is its input\)"))
 def _(ctx):
     examples = ranker_examples()
     examples[0]["instruction"] = " \t"
-    return B.check_examples(examples)
+    return E.check_examples(examples)
 
 
-@case("baselines.check_examples", "wrong_field", Raises(ValueError, r"example 't0': candidate 1 has no 'text' field"))
+@case("examples.check_examples", "wrong_field", Raises(ValueError, r"example 't0': candidate 1 has no 'text' field"))
 def _(ctx):
     examples = ranker_examples()
     examples[0]["candidates"][1]["txt"] = examples[0]["candidates"][1].pop("text")
-    return B.check_examples(examples)
+    return E.check_examples(examples)
 
 
-@case("baselines.check_examples", "wrong_field_candidates", Raises(ValueError, r"example 't0' has no 'candidates' "
+@case("examples.check_examples", "wrong_field_candidates", Raises(ValueError, r"example 't0' has no 'candidates' "
                                                                                r"field"))
 def _(ctx):
     examples = ranker_examples()
     examples[0]["candidate"] = examples[0].pop("candidates")
-    return B.check_examples(examples)
+    return E.check_examples(examples)
 
 
-@case("baselines.check_examples", "wrong_type", Raises(ValueError, r"pass a list of examples, not one example"))
+@case("examples.check_examples", "wrong_type", Raises(ValueError, r"pass a list of examples, not one example"))
 def _(ctx):
-    return B.check_examples(ranker_examples()[0])
+    return E.check_examples(ranker_examples()[0])
 
 
-@case("baselines.random_scores", "n1", Handled(lambda out: out[0].shape == (1,) and np.isfinite(out[0]).all(),
+@case("selectors.random_scores", "n1", Handled(lambda out: out[0].shape == (1,) and np.isfinite(out[0]).all(),
                                                "one candidate is scored like any other (its argmax is 0)"))
 def _(ctx):
-    return B.random_scores([overlap_example("solo", QUESTION, "paris", ["paris"])])
+    return S.random_scores([overlap_example("solo", QUESTION, "paris", ["paris"])])
 
 
-@case("baselines.oracle_scores", "unknown_param", Raises(ValueError, r"unknown metric 'rogueL': the candidates of "
+@case("selectors.oracle_scores", "unknown_param", Raises(ValueError, r"unknown metric 'rogueL': the candidates of "
                                                                      r"example 't0' carry \['bleu', 'rougeL'\]"))
 def _(ctx):
-    return B.oracle_scores(ranker_examples(), "rogueL")
+    return S.oracle_scores(ranker_examples(), "rogueL")
 
 
-@case("baselines.single_model_scores", "unknown_model", Raises(ValueError, r"example 't0' has no candidate of model "
+@case("selectors.single_model_scores", "unknown_model", Raises(ValueError, r"example 't0' has no candidate of model "
                                                                            r"'gpt-7'"))
 def _(ctx):
-    return B.single_model_scores(ranker_examples(), "gpt-7")
+    return S.single_model_scores(ranker_examples(), "gpt-7")
 
 
-@case("baselines.reward_scorer", "unknown_model", Raises(ValueError, r"unknown reward model 'no-such-org/no-such-rm'"))
+@case("rerankers.reward_scorer", "unknown_model", Raises(ValueError, r"unknown reward model 'no-such-org/no-such-rm'"))
 def _(ctx):
-    return B.reward_scorer("no-such-org/no-such-rm", device="cpu")
+    return RR.reward_scorer("no-such-org/no-such-rm", device="cpu")
 
 
-@case("baselines.RewardModelScorer", "wrong_type", Raises(TypeError, r"max_length must be an int, got str '32'"))
+@case("rerankers.RewardModelScorer", "wrong_type", Raises(TypeError, r"max_length must be an int, got str '32'"))
 def _(ctx):
-    return B.RewardModelScorer(str(ctx.tiny["reward"]), max_length="32", device="cpu")
+    return RR.RewardModelScorer(str(ctx.tiny["reward"]), max_length="32", device="cpu")
 
 
-@case("baselines.RewardModelScorer", "huge", Handled(lambda out: out[0][0] == pytest.approx(out[1][0], abs=1e-5),
+@case("rerankers.RewardModelScorer", "huge", Handled(lambda out: out[0][0] == pytest.approx(out[1][0], abs=1e-5),
                                                      "question + answer are cut to max_length (24) tokens, longest "
                                                      "first: a huge answer scores like its truncation"))
 def _(ctx):
-    scorer = B.RewardModelScorer(str(ctx.tiny["reward"]), max_length=24, device="cpu")
+    scorer = RR.RewardModelScorer(str(ctx.tiny["reward"]), max_length=24, device="cpu")
     question = "paris ?"
     return [scorer.score([question], [[HUGE]])[0], scorer.score([question], [["word " * 19]])[0]]
 
 
-@case("baselines.SimCLSConfig.from_dict", "unknown_param", Raises(ValueError, r"unknown SimCLSConfig parameter\(s\) "
+@case("rerankers.SimCLSConfig.from_dict", "unknown_param", Raises(ValueError, r"unknown SimCLSConfig parameter\(s\) "
                                                                               r"\['learning_rate'\]"))
 def _(ctx):
-    return B.SimCLSConfig.from_dict({"learning_rate": 1e-5})
+    return RR.SimCLSConfig.from_dict({"learning_rate": 1e-5})
 
 
-@case("baselines.SimCLSConfig.from_dict", "wrong_type", Raises(TypeError, r"SimCLSConfig\.epochs must be int, got str"))
+@case("rerankers.SimCLSConfig.from_dict", "wrong_type", Raises(TypeError, r"SimCLSConfig\.epochs must be int, got str"))
 def _(ctx):
-    return B.SimCLSConfig.from_dict({"epochs": "1"})
+    return RR.SimCLSConfig.from_dict({"epochs": "1"})
 
 
-@case("baselines.SummaRerankerConfig", "wrong_type", Raises(TypeError, r"SummaRerankerConfig\.train_candidates must be "
+@case("rerankers.SummaRerankerConfig", "wrong_type", Raises(TypeError, r"SummaRerankerConfig\.train_candidates must be "
                                                                        r"int or None, got float 2\.5"))
 def _(ctx):
-    return B.SummaRerankerConfig(train_candidates=2.5)
+    return RR.SummaRerankerConfig(train_candidates=2.5)
 
 
-@case("baselines.train_simcls", "n1", Raises(ValueError, r"nothing to learn from"))
+@case("rerankers.train_simcls", "n1", Raises(ValueError, r"nothing to learn from"))
 def _(ctx):
     solo = [overlap_example("solo", QUESTION, "paris", ["paris"])]
-    return B.train_simcls(solo, [], B.SimCLSConfig(backbone=str(ctx.tiny["encoder"]), metrics=("bleu",)),
+    return RR.train_simcls(solo, [], RR.SimCLSConfig(backbone=str(ctx.tiny["encoder"]), metrics=("bleu",)),
                           ctx.tmp / "run", progress=False)
 
 
@@ -1516,7 +1518,8 @@ def test_the_corpus_covers_every_bad_input_and_every_entry_point() -> None:
                  "unknown_model", "unknown_param", "wrong_type"):
         assert kind in bad, kind
     modules = {c.entry.split(".")[0] for c in CASES}
-    assert modules == {"data", "metrics", "judge", "generate", "rankers", "baselines", "zooter", "runner", "models"}
+    assert modules == {"data", "metrics", "judge", "generate", "rankers", "examples", "selectors", "rerankers", "zooter",
+                       "runner", "models"}
     print(f"bad-input corpus: {len(CASES)} cases over {len({c.entry for c in CASES})} entry points; "
           f"{sum(isinstance(c.expect, Raises) for c in CASES)} clear errors, "
           f"{sum(isinstance(c.expect, Skips) for c in CASES)} counted skips, "

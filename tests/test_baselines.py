@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from blender_lib import baselines as B
+from blender_lib import examples as E
+from blender_lib import rerankers as RR
+from blender_lib import selectors as S
+from blender_lib import training as T
 from conftest import BAD_ANSWERS, FACTS, overlap_example, save_tiny_models
 
 QUESTION = "What is the capital of France?"
@@ -72,35 +75,35 @@ def test_bad_inputs_are_clear_errors_naming_the_example():
     empty_candidate = json.loads(json.dumps(good))
     empty_candidate[1]["candidates"][2]["text"] = "  "
     with pytest.raises(ValueError, match=r"example 'ex-1': candidate 2 \(m2\) is empty"):
-        B.random_scores(empty_candidate)
+        S.random_scores(empty_candidate)
     no_instruction = json.loads(json.dumps(good))
     no_instruction[0]["instruction"] = ""
     with pytest.raises(ValueError, match="'ex-0': the instruction is empty"):
-        B.oracle_scores(no_instruction, "bleu")
+        S.oracle_scores(no_instruction, "bleu")
     no_candidates = json.loads(json.dumps(good))
     no_candidates[0]["candidates"] = []
     with pytest.raises(ValueError, match="'ex-0' has no candidates"):
-        B.single_model_scores(no_candidates, "m0")
+        S.single_model_scores(no_candidates, "m0")
     with pytest.raises(ValueError, match="not one example"):
-        B.random_scores(good[0])
+        S.random_scores(good[0])
 
 
 def test_unknown_metric_names_the_known_ones_and_gpt_rank_needs_verdicts():
     examples = synthetic()[:2]
     with pytest.raises(ValueError, match=r"unknown metric 'rogueL'.*\['bleu', 'rougeL'\]"):
-        B.oracle_scores(examples, "rogueL")
+        S.oracle_scores(examples, "rogueL")
     with pytest.raises(ValueError, match="unknown metric"):
-        B.best_single_model(examples, by="bertscore")
+        S.best_single_model(examples, by="bertscore")
     with pytest.raises(ValueError, match="no judge verdicts"):
-        B.oracle_scores(examples, "gpt_rank")
+        S.oracle_scores(examples, "gpt_rank")
 
 
 def test_one_candidate_is_scored_like_any_other():
     single = [example("one", QUESTION, "paris", ["Paris."])]
-    for scores in (B.random_scores(single), B.oracle_scores(single, "bleu"), B.single_model_scores(single, "m0")):
+    for scores in (S.random_scores(single), S.oracle_scores(single, "bleu"), S.single_model_scores(single, "m0")):
         assert len(scores) == 1 and scores[0].shape == (1,) and np.isfinite(scores[0]).all()
-    assert B.metric_quality(single[0], ["bleu"]).tolist() == [1.0]
-    assert B.evaluate_selection(single, B.random_scores(single), ["bleu"])["top1_mean_metric_rank"] == 1.0
+    assert E.metric_quality(single[0], ["bleu"]).tolist() == [1.0]
+    assert S.evaluate_selection(single, S.random_scores(single), ["bleu"])["top1_mean_metric_rank"] == 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,30 +112,30 @@ def test_one_candidate_is_scored_like_any_other():
 
 def test_random_scores_are_seeded_per_example_id():
     examples = synthetic()
-    a, b = B.random_scores(examples, seed=3), B.random_scores(examples, seed=3)
+    a, b = S.random_scores(examples, seed=3), S.random_scores(examples, seed=3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    other = B.random_scores(examples, seed=4)
+    other = S.random_scores(examples, seed=4)
     assert not all(np.array_equal(x, y) for x, y in zip(a, other))
-    subset = B.random_scores(examples[5:1:-1], seed=3)  # other company, other order: same draws per id
+    subset = S.random_scores(examples[5:1:-1], seed=3)  # other company, other order: same draws per id
     assert all(np.array_equal(x, a[k]) for x, k in zip(subset, range(5, 1, -1)))
     many = [dict(ex, id=f"{ex['id']}-{k}") for k in range(10) for ex in examples]
-    picks = [int(np.argmax(s)) for s in B.random_scores(many, seed=0)]
+    picks = [int(np.argmax(s)) for s in S.random_scores(many, seed=0)]
     assert set(picks) == {0, 1, 2, 3}  # every position gets picked
 
 
 def test_oracle_picks_the_metric_argmax_and_gpt_rank_picks_the_judged_best():
     examples = synthetic()
     for metric in ("bleu", "rougeL"):
-        scores = B.oracle_scores(examples, metric)
+        scores = S.oracle_scores(examples, metric)
         for ex, s in zip(examples, scores):
             values = [c["scores"][metric] for c in ex["candidates"]]
             assert values[int(np.argmax(s))] == max(values)
-        assert B.evaluate_selection(examples, scores, [metric])["top1_mean_metric_rank"] == 1.0
+        assert S.evaluate_selection(examples, scores, [metric])["top1_mean_metric_rank"] == 1.0
     judged = example("j", QUESTION, "paris", ["A", "B", "C"], models=["x", "y", "z"],
                      cmp_results={"x,y": "B is better", "x,z": "Same bad", "y,z": "A is better"})
-    ranks = B.oracle_scores([judged], "gpt_rank")[0]
+    ranks = S.oracle_scores([judged], "gpt_rank")[0]
     assert ranks.tolist() == [-2.0, -1.0, -2.0]  # y beats both; x and z both score -1.5 and share rank 2
-    result = B.evaluate_selection([judged], [np.array([0.0, 1.0, 0.0])], ["gpt_rank"])
+    result = S.evaluate_selection([judged], [np.array([0.0, 1.0, 0.0])], ["gpt_rank"])
     assert result["top1_gpt_rank"] == 1.0  # reported as a rank, lower = better
 
 
@@ -140,23 +143,23 @@ def test_best_single_model_is_chosen_on_the_examples_given_not_on_test():
     models = ["alpha", "beta"]
     val = [example(f"v{n}", q, r, [r, "no idea"], models=models) for n, (q, r) in enumerate(FACTS[:3])]
     test = [example(f"t{n}", q, r, ["no idea", r], models=models) for n, (q, r) in enumerate(FACTS[3:6])]
-    assert B.best_single_model(val, by="rougeL") == "alpha"
-    assert B.best_single_model(test, by="rougeL") == "beta"
-    chosen = B.single_model_scores(test, B.best_single_model(val, by="rougeL"))
+    assert S.best_single_model(val, by="rougeL") == "alpha"
+    assert S.best_single_model(test, by="rougeL") == "beta"
+    chosen = S.single_model_scores(test, S.best_single_model(val, by="rougeL"))
     assert [int(np.argmax(s)) for s in chosen] == [0, 0, 0] and all(s.sum() == 1 for s in chosen)
-    assert B.model_means(val, "rougeL")["alpha"] == pytest.approx(1.0)
+    assert S.model_means(val, "rougeL")["alpha"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no candidate of model 'gamma'"):
-        B.single_model_scores(test, "gamma")
+        S.single_model_scores(test, "gamma")
     with pytest.raises(ValueError, match="needs validation examples"):
-        B.best_single_model([], by="bleu")
+        S.best_single_model([], by="bleu")
 
 
 def test_best_single_model_by_gpt_rank_takes_the_lowest_mean_rank():
     verdicts = {"x,y": "B is better", "x,z": "A is better", "y,z": "A is better"}
     val = [example(f"v{n}", QUESTION, "paris", ["a", "b", "c"], models=["x", "y", "z"], cmp_results=verdicts)
            for n in range(2)]
-    assert B.model_means(val, "gpt_rank") == {"x": 2.0, "y": 1.0, "z": 3.0}
-    assert B.best_single_model(val, by="gpt_rank") == "y"
+    assert S.model_means(val, "gpt_rank") == {"x": 2.0, "y": 1.0, "z": 3.0}
+    assert S.best_single_model(val, by="gpt_rank") == "y"
 
 
 def test_metric_quality_is_scale_free_and_averages_ties():
@@ -164,18 +167,18 @@ def test_metric_quality_is_scale_free_and_averages_ties():
     for cand, (bleu, rouge) in zip(ex["candidates"], [(90.0, 0.1), (10.0, 0.3), (10.0, 0.2)]):
         cand["scores"] = {"bleu": bleu, "rougeL": rouge}
     # bleu ranks (worst = 1): 3, 1.5, 1.5 -> 1, .25, .25 ; rougeL: 1, 3, 2 -> 0, 1, .5
-    assert B.metric_quality(ex, ["bleu", "rougeL"]) == pytest.approx([0.5, 0.625, 0.375])
+    assert E.metric_quality(ex, ["bleu", "rougeL"]) == pytest.approx([0.5, 0.625, 0.375])
 
 
 def test_evaluate_selection_reports_the_top1_and_checks_shapes():
     examples = synthetic()[:3]
-    worst = [-B.metric_values(ex, "rougeL") for ex in examples]
-    result = B.evaluate_selection(examples, worst, ["rougeL"])
-    assert result["top1_rougeL"] == pytest.approx(np.mean([min(B.metric_values(ex, "rougeL")) for ex in examples]))
+    worst = [-E.metric_values(ex, "rougeL") for ex in examples]
+    result = S.evaluate_selection(examples, worst, ["rougeL"])
+    assert result["top1_rougeL"] == pytest.approx(np.mean([min(E.metric_values(ex, "rougeL")) for ex in examples]))
     with pytest.raises(ValueError, match="scores for 2 examples but 3"):
-        B.evaluate_selection(examples, worst[:2], ["rougeL"])
+        S.evaluate_selection(examples, worst[:2], ["rougeL"])
     with pytest.raises(ValueError, match="has 4 candidates but its scores have shape"):
-        B.evaluate_selection(examples, [np.zeros(3)] * 3, ["rougeL"])
+        S.evaluate_selection(examples, [np.zeros(3)] * 3, ["rougeL"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,48 +202,48 @@ def test_simcls_loss_matches_a_loop_over_ranked_pairs():
     rng = np.random.default_rng(0)
     for _ in range(5):
         cos, quality = rng.uniform(-1, 1, 6), rng.choice([0.1, 0.4, 0.4, 0.7, 0.9, 1.0], 6)  # includes a tie
-        got = B.simcls_loss(torch.tensor(cos), torch.tensor(quality), 0.05, gold_cos=torch.tensor(0.3))
+        got = RR.simcls_loss(torch.tensor(cos), torch.tensor(quality), 0.05, gold_cos=torch.tensor(0.3))
         assert got.item() == pytest.approx(slow_simcls_loss(cos, quality, 0.05, gold=0.3))
     ordered = torch.tensor([0.9, 0.5, 0.1])  # best first, gaps far above the margins: no loss
-    assert B.simcls_loss(ordered, torch.tensor([3.0, 2.0, 1.0]), 0.01).item() == 0.0
-    assert B.simcls_loss(ordered.flip(0), torch.tensor([3.0, 2.0, 1.0]), 0.01).item() == pytest.approx(
+    assert RR.simcls_loss(ordered, torch.tensor([3.0, 2.0, 1.0]), 0.01).item() == 0.0
+    assert RR.simcls_loss(ordered.flip(0), torch.tensor([3.0, 2.0, 1.0]), 0.01).item() == pytest.approx(
         0.41 + 0.82 + 0.41)  # reversed: every pair pays its gap plus its margin
-    assert B.simcls_loss(ordered, torch.tensor([1.0, 1.0, 1.0]), 0.01).item() == 0.0  # all tied: no order
+    assert RR.simcls_loss(ordered, torch.tensor([1.0, 1.0, 1.0]), 0.01).item() == 0.0  # all tied: no order
 
 
 def test_top_labels_mark_every_tied_best():
     table = np.array([[1.0, 0.2], [3.0, 0.2], [3.0, 0.1]])
-    assert B.top_labels(table).tolist() == [[0, 1], [1, 1], [1, 0]]
+    assert RR.top_labels(table).tolist() == [[0, 1], [1, 1], [1, 0]]
 
 
 def test_sub_sampling_keeps_the_best_and_draws_the_rest_with_the_seed():
     quality = np.array([0.2, 0.9, 0.5, 0.1, 0.9, 0.4])
-    draws = [B.sub_sample(quality, 3, np.random.default_rng([0, e])) for e in range(20)]
+    draws = [RR.sub_sample(quality, 3, np.random.default_rng([0, e])) for e in range(20)]
     assert all(len(d) == 3 and 1 in d and d == sorted(d) for d in draws)  # the first of the tied best
     assert len({tuple(d) for d in draws}) > 3  # the others vary with the epoch
-    assert B.sub_sample(quality, 3, np.random.default_rng([0, 5])) == draws[5]
-    assert B.sub_sample(quality, None, np.random.default_rng(0)) == list(range(6))
-    assert B.sub_sample(quality[:2], 3, np.random.default_rng(0)) == [0, 1]
+    assert RR.sub_sample(quality, 3, np.random.default_rng([0, 5])) == draws[5]
+    assert RR.sub_sample(quality, None, np.random.default_rng(0)) == list(range(6))
+    assert RR.sub_sample(quality[:2], 3, np.random.default_rng(0)) == [0, 1]
     with pytest.raises(ValueError, match="train_candidates must be >= 2"):
-        B.SimCLSConfig(train_candidates=1)
+        RR.SimCLSConfig(train_candidates=1)
 
 
 def test_configs_validate_and_keys_tell_the_kinds_apart():
     with pytest.raises(ValueError, match=r"unknown SimCLSConfig parameter\(s\) \['learning_rate'\]"):
-        B.SimCLSConfig.from_dict({"learning_rate": 1e-5})
+        RR.SimCLSConfig.from_dict({"learning_rate": 1e-5})
     with pytest.raises(ValueError, match="metrics"):
-        B.SummaRerankerConfig(metrics=())
-    assert B.SimCLSConfig.from_dict({"metrics": ["bleu"]}).metrics == ("bleu",)
+        RR.SummaRerankerConfig(metrics=())
+    assert RR.SimCLSConfig.from_dict({"metrics": ["bleu"]}).metrics == ("bleu",)
     shared = {"metrics": ("bleu",), "epochs": 1}
-    assert B.SimCLSConfig(**shared).key() != B.SummaRerankerConfig(**shared).key()
-    cfg = B.SimCLSConfig()
+    assert RR.SimCLSConfig(**shared).key() != RR.SummaRerankerConfig(**shared).key()
+    cfg = RR.SimCLSConfig()
     assert cfg.key(ignore=("epochs",)) == replace(cfg, epochs=5).key(ignore=("epochs",)) and cfg.key() != replace(
         cfg, epochs=5).key()
-    folder = B.cache_folder(cfg, synthetic())
-    assert folder.name.startswith("simcls-") and folder == B.cache_folder(replace(cfg, epochs=9), synthetic())
-    assert folder != B.cache_folder(cfg, synthetic()[:5])
-    assert folder != B.cache_folder(cfg, synthetic(), synthetic()[:2])  # validation picks the best epoch
-    assert folder.parent == B.cache_dir() / "baselines"
+    folder = RR.cache_folder(cfg, synthetic())
+    assert folder.name.startswith("simcls-") and folder == RR.cache_folder(replace(cfg, epochs=9), synthetic())
+    assert folder != RR.cache_folder(cfg, synthetic()[:5])
+    assert folder != RR.cache_folder(cfg, synthetic(), synthetic()[:2])  # validation picks the best epoch
+    assert folder.parent == RR.cache_dir() / "baselines"
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,22 +267,22 @@ def test_pseudo_log_likelihood_equals_a_slow_token_by_token_loop(tiny_dirs):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     texts = ["Paris is the capital of France.", "I don't know.", "Paris."]
-    scorer = B.PseudoLogLikelihoodScorer(str(tiny_dirs["mlm"]), length_normalized=False, batch_size=5, device="cpu")
+    scorer = RR.PseudoLogLikelihoodScorer(str(tiny_dirs["mlm"]), length_normalized=False, batch_size=5, device="cpu")
     assert scorer.mode == "mlm" and "pseudo-log-likelihood" in scorer.label
     model = AutoModelForMaskedLM.from_pretrained(tiny_dirs["mlm"]).eval()
     tok = AutoTokenizer.from_pretrained(tiny_dirs["mlm"])
     slow = [slow_pll(model, tok, t) for t in texts]
     got = scorer.score([QUESTION, QUESTION], [texts[:2], texts[2:]])
     assert np.allclose(np.concatenate(got), [s.sum() for s in slow], atol=1e-4)
-    mean = B.PseudoLogLikelihoodScorer(str(tiny_dirs["mlm"]), batch_size=1, device="cpu")
+    mean = RR.PseudoLogLikelihoodScorer(str(tiny_dirs["mlm"]), batch_size=1, device="cpu")
     assert np.allclose(mean.score([QUESTION], [texts])[0], [s.mean() for s in slow], atol=1e-4)
-    short = B.PseudoLogLikelihoodScorer(str(tiny_dirs["mlm"]), length_normalized=False, max_length=2, device="cpu")
+    short = RR.PseudoLogLikelihoodScorer(str(tiny_dirs["mlm"]), length_normalized=False, max_length=2, device="cpu")
     assert short.score([QUESTION], [texts[:1]])[0][0] != pytest.approx(got[0][0])  # truncated to 2 tokens
 
 
 def test_an_encoder_without_its_mlm_head_is_refused():
     with pytest.raises(ValueError, match="no trained masked-LM head"):
-        B.PseudoLogLikelihoodScorer("minilm-l6", device="cpu")
+        RR.PseudoLogLikelihoodScorer("minilm-l6", device="cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,7 +305,7 @@ def slow_target_logprobs(loaded, context: list[int], target: list[int]) -> np.nd
 
 @pytest.mark.slow
 def test_causal_lm_scoring_is_the_candidate_log_likelihood_and_says_it_is_a_stand_in(smollm2):
-    scorer = B.PseudoLogLikelihoodScorer(smollm2, batch_size=2)
+    scorer = RR.PseudoLogLikelihoodScorer(smollm2, batch_size=2)
     assert scorer.mode == "causal" and "stand-in for MLM-scoring" in scorer.label
     texts = ["The capital of France is Paris.", "Paris.", "banana the of of purple"]
     got = scorer.score([QUESTION], [texts])[0]
@@ -315,7 +318,7 @@ def test_causal_lm_scoring_is_the_candidate_log_likelihood_and_says_it_is_a_stan
 
 @pytest.mark.slow
 def test_lm_reward_scores_the_answer_given_the_chat_prompt(smollm2):
-    scorer = B.LMRewardScorer(smollm2, batch_size=4)
+    scorer = RR.LMRewardScorer(smollm2, batch_size=4)
     assert "stand-in for a reward model" in scorer.label
     answers = ["The capital of France is Paris.", "Bananas are yellow fruits that grow in bunches."]
     got = scorer.score([QUESTION], [answers])[0]
@@ -336,7 +339,7 @@ def test_lm_reward_scores_the_answer_given_the_chat_prompt(smollm2):
 def test_reward_model_scores_question_answer_pairs(tiny_dirs):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    scorer = B.RewardModelScorer(str(tiny_dirs["reward"]), batch_size=2, device="cpu")
+    scorer = RR.RewardModelScorer(str(tiny_dirs["reward"]), batch_size=2, device="cpu")
     answers = ["Paris.", "I don't know.", "Lyon is a city."]
     got = scorer.score([QUESTION], [answers])[0]
     model = AutoModelForSequenceClassification.from_pretrained(tiny_dirs["reward"]).eval()
@@ -359,7 +362,7 @@ def test_a_classifier_with_two_outputs_is_not_a_reward_model(tiny_dirs, tmp_path
     config.num_labels = 2
     AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "two")
     with pytest.raises(ValueError, match="has 2 outputs; a reward model has one logit"):
-        B.RewardModelScorer(str(tmp_path / "two"), device="cpu")
+        RR.RewardModelScorer(str(tmp_path / "two"), device="cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,8 +378,8 @@ def tiny_config(cls, tiny_dirs, **overrides):
 
 def training_loss(model, examples) -> float:
     """The training objective over the given examples, in eval mode (no dropout)."""
-    inputs, _ = B._training_inputs(examples, model.config.metrics)
-    items = [model.make_item(i.source, i.texts, i.table, i.reference) for i in inputs]
+    inputs, _ = E.training_inputs(examples, model.config.metrics, what="baseline training")
+    items = [model.make_item(i) for i in inputs]
     model.eval()
     with torch.no_grad():
         return float(model(**model.collate([(it, list(range(len(it.quality)))) for it in items])))
@@ -386,17 +389,17 @@ def training_loss(model, examples) -> float:
 def simcls_run(tiny_dirs, tmp_path_factory):
     examples = synthetic()
     train, val = examples[:8], examples[8:]
-    config = tiny_config(B.SimCLSConfig, tiny_dirs)
+    config = tiny_config(RR.SimCLSConfig, tiny_dirs)
     out = tmp_path_factory.mktemp("simcls")
-    first = B.train_simcls(train, val, config, out, progress=False)
-    second = B.train_simcls(train, val, replace(config, epochs=3), out, progress=False)
-    third = B.train_simcls(train, val, replace(config, epochs=3), out, progress=False)
+    first = RR.train_simcls(train, val, config, out, progress=False)
+    second = RR.train_simcls(train, val, replace(config, epochs=3), out, progress=False)
+    third = RR.train_simcls(train, val, replace(config, epochs=3), out, progress=False)
     yield {"out": out, "train": train, "val": val, "config": config, "reports": (first, second, third)}
     shutil.rmtree(out, ignore_errors=True)
 
 
 def test_chunked_encoding_equals_one_padded_pass(tiny_dirs):
-    model = B.SimCLSModel.from_backbone(tiny_config(B.SimCLSConfig, tiny_dirs)).eval()
+    model = RR.SimCLSModel.from_backbone(tiny_config(RR.SimCLSConfig, tiny_dirs)).eval()
     texts = ["paris", "the sky is blue on a clear day", "a spider has eight legs", "honey", "water is made of"]
     batch = model.pad([model._frame(model.tokens(t, 16)) for t in sorted(texts, key=len)])
     with torch.no_grad():
@@ -406,24 +409,24 @@ def test_chunked_encoding_equals_one_padded_pass(tiny_dirs):
         whole = model.pooled(batch["input_ids"], batch["attention_mask"])
     assert torch.allclose(chunked, whole, atol=1e-5)
     with pytest.raises(ValueError, match="pooling must be 'mean' or 'cls'"):
-        B.SimCLSConfig(pooling="max")
+        RR.SimCLSConfig(pooling="max")
 
 
 def test_simcls_training_lowers_its_margin_loss_on_the_training_data(simcls_run, tiny_dirs):
-    fresh = B.SimCLSModel.from_backbone(simcls_run["config"])
-    trained = B.SimCLSModel.from_pretrained(simcls_run["out"] / "epoch-3" / "model", device="cpu")
+    fresh = RR.SimCLSModel.from_backbone(simcls_run["config"])
+    trained = RR.SimCLSModel.from_pretrained(simcls_run["out"] / "epoch-3" / "model", device="cpu")
     before, after = training_loss(fresh, simcls_run["train"]), training_loss(trained, simcls_run["train"])
     assert after < 0.5 * before, (before, after)
-    again = B.SimCLSModel.from_backbone(simcls_run["config"])  # the seed fixes the fresh model too
+    again = RR.SimCLSModel.from_backbone(simcls_run["config"])  # the seed fixes the fresh model too
     assert training_loss(again, simcls_run["train"]) == before
 
 
 def test_simcls_best_epoch_reloads_to_identical_scores(simcls_run):
     report = simcls_run["reports"][1]
-    best = B.SimCLSScorer(report.best_dir, device="cpu")
+    best = RR.SimCLSScorer(report.best_dir, device="cpu")
     val = simcls_run["val"]
-    assert B.evaluate_selection(val, best(val), ["bleu", "rougeL"]) == pytest.approx(report.val[report.best_epoch - 1])
-    same = B.SimCLSScorer(simcls_run["out"] / f"epoch-{report.best_epoch}" / "model", device="cpu")
+    assert S.evaluate_selection(val, best(val), ["bleu", "rougeL"]) == pytest.approx(report.val[report.best_epoch - 1])
+    same = RR.SimCLSScorer(simcls_run["out"] / f"epoch-{report.best_epoch}" / "model", device="cpu")
     assert all(np.array_equal(a, b) for a, b in zip(best(val), same(val)))
     ranks = [v["top1_mean_metric_rank"] for v in report.val]
     assert report.best_epoch == 1 + int(np.argmin(ranks))  # best on validation, earlier epoch on a tie
@@ -439,71 +442,71 @@ def test_simcls_resumes_after_the_last_completed_epoch(simcls_run):
     assert (third.resumed_from_epoch, third.train_seconds, third.train_loss) == (3, 0.0, second.train_loss)
     names = {p.name for p in simcls_run["out"].iterdir()}
     assert not [n for n in names if n.endswith((".partial", ".old"))]
-    assert {"epoch-3", f"epoch-{second.best_epoch}", "best", B.STATE_FILE} == names
+    assert {"epoch-3", f"epoch-{second.best_epoch}", "best", T.STATE_FILE} == names
     with pytest.raises(ValueError, match="other settings"):
-        B.train_simcls(simcls_run["train"], simcls_run["val"], replace(simcls_run["config"], lr=1e-4),
+        RR.train_simcls(simcls_run["train"], simcls_run["val"], replace(simcls_run["config"], lr=1e-4),
                        simcls_run["out"], progress=False)
 
 
 def test_a_simcls_run_is_reproducible_and_a_killed_run_resumes_to_the_same_weights(tiny_dirs, tmp_path, monkeypatch):
     train = synthetic()[:4]
-    config = tiny_config(B.SimCLSConfig, tiny_dirs, epochs=2)
-    whole = B.train_simcls(train, [], config, tmp_path / "whole", progress=False)
-    resample = B._Shuffled.resample
+    config = tiny_config(RR.SimCLSConfig, tiny_dirs, epochs=2)
+    whole = RR.train_simcls(train, [], config, tmp_path / "whole", progress=False)
+    resample = T.Shuffled.resample
 
     def killed_in_epoch_two(self, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
         resample(self, epoch)
 
-    monkeypatch.setattr(B._Shuffled, "resample", killed_in_epoch_two)
+    monkeypatch.setattr(T.Shuffled, "resample", killed_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        B.train_simcls(train, [], config, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(B._Shuffled, "resample", resample)
-    resumed = B.train_simcls(train, [], config, tmp_path / "killed", progress=False)
+        RR.train_simcls(train, [], config, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(T.Shuffled, "resample", resample)
+    resumed = RR.train_simcls(train, [], config, tmp_path / "killed", progress=False)
     assert resumed.resumed_from_epoch == 1 and resumed.train_loss == pytest.approx(whole.train_loss, abs=1e-6)
-    a = B.SimCLSScorer(whole.best_dir, device="cpu")(train)
-    b = B.SimCLSScorer(resumed.best_dir, device="cpu")(train)
+    a = RR.SimCLSScorer(whole.best_dir, device="cpu")(train)
+    b = RR.SimCLSScorer(resumed.best_dir, device="cpu")(train)
     assert all(np.allclose(x, y, atol=1e-6) for x, y in zip(a, b))
 
 
 def test_summareranker_learns_which_candidate_is_best_and_reloads(tiny_dirs, tmp_path):
     examples = synthetic()
     train, val = examples[:8], examples[8:]
-    config = tiny_config(B.SummaRerankerConfig, tiny_dirs, epochs=2)
-    fresh = B.SummaRerankerModel.from_backbone(config)
-    report = B.train_summareranker(train, val, config, tmp_path / "sr", progress=False)
+    config = tiny_config(RR.SummaRerankerConfig, tiny_dirs, epochs=2)
+    fresh = RR.SummaRerankerModel.from_backbone(config)
+    report = RR.train_summareranker(train, val, config, tmp_path / "sr", progress=False)
     assert report.epochs_completed == 2 and len(report.val) == 2 and report.train_inputs == 8
-    trained = B.SummaRerankerModel.from_pretrained(tmp_path / "sr" / "epoch-2" / "model", device="cpu")
+    trained = RR.SummaRerankerModel.from_pretrained(tmp_path / "sr" / "epoch-2" / "model", device="cpu")
     assert training_loss(trained, train) < training_loss(fresh, train)
-    scorer = B.SummaRerankerScorer(report.best_dir, device="cpu")
+    scorer = RR.SummaRerankerScorer(report.best_dir, device="cpu")
     scores = scorer(train)
     assert all(((s > 0) & (s < 1)).all() for s in scores)
-    assert B.evaluate_selection(train, scores, ["rougeL"])["top1_mean_metric_rank"] < 2.0  # it learned the good ones
-    again = B.SummaRerankerScorer(B.SummaRerankerModel.from_pretrained(report.best_dir, device="cpu"))
+    assert S.evaluate_selection(train, scores, ["rougeL"])["top1_mean_metric_rank"] < 2.0  # it learned the good ones
+    again = RR.SummaRerankerScorer(RR.SummaRerankerModel.from_pretrained(report.best_dir, device="cpu"))
     assert all(np.array_equal(a, b) for a, b in zip(scores, again(train)))
     with pytest.raises(ValueError, match="holds a 'summareranker' model, not a 'simcls' one"):
-        B.SimCLSScorer(report.best_dir)
+        RR.SimCLSScorer(report.best_dir)
     with pytest.raises(TypeError, match="needs a SummaRerankerConfig"):
-        B.train_summareranker(train, val, B.SimCLSConfig(), tmp_path / "x", progress=False)
+        RR.train_summareranker(train, val, RR.SimCLSConfig(), tmp_path / "x", progress=False)
 
 
 def test_training_skips_inputs_with_nothing_to_order_and_refuses_empty_data(tiny_dirs, tmp_path):
-    config = tiny_config(B.SimCLSConfig, tiny_dirs)
+    config = tiny_config(RR.SimCLSConfig, tiny_dirs)
     dup = example("dup", QUESTION, "paris", ["Paris.", "Paris."])
     with pytest.warns(UserWarning, match="skipped 1 training input.*'dup' has 1 distinct"):
-        inputs, skipped = B._training_inputs([*synthetic()[:2], dup], config.metrics)
+        inputs, skipped = E.training_inputs([*synthetic()[:2], dup], config.metrics, what="baseline training")
     assert (len(inputs), skipped) == (2, 1)
     with pytest.raises(ValueError, match="nothing to learn from"):
-        B.train_simcls([dup], [], config, tmp_path / "none", progress=False)
+        RR.train_simcls([dup], [], config, tmp_path / "none", progress=False)
     with pytest.raises(FileNotFoundError, match="no saved baseline model"):
-        B.SimCLSScorer(tmp_path / "absent")
+        RR.SimCLSScorer(tmp_path / "absent")
 
 
 def test_reward_scorer_picks_the_stand_in_for_a_causal_lm_and_names_an_unknown_model():
-    assert isinstance(B.reward_scorer("smollm2-135m-instruct"), B.LMRewardScorer)
+    assert isinstance(RR.reward_scorer("smollm2-135m-instruct"), RR.LMRewardScorer)
     with pytest.raises(ValueError, match="unknown reward model 'no-such/reward-model'"):
-        B.reward_scorer("no-such/reward-model")
+        RR.reward_scorer("no-such/reward-model")
 
 
 def test_publishing_the_best_epoch_copies_once_and_redoes_a_stale_or_cut_publish(tmp_path):

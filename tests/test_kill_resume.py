@@ -1,7 +1,7 @@
 """Kill-and-resume (issue 8, part 2): a real SIGKILL midway, then a rerun.
 
 Training: a child process trains a tiny ZOOTER router (``zooter.train_router`` on a locally built tiny
-BERT, through the baselines' training loop with its per-epoch checkpoints) and is SIGKILLed at three
+BERT, through ``blender_lib.training`` with its per-epoch checkpoints) and is SIGKILLed at three
 points: mid-epoch, inside an epoch checkpoint (a ``.epoch-K.partial`` folder is left), and inside the
 swap of ``best`` (only ``.best.old`` is left). The rerun resumes from the last completed epoch recorded
 in ``state.json`` and ends exactly where an uninterrupted run ends: same best epoch, same losses, same
@@ -124,7 +124,7 @@ sys.path.insert(0, sys.argv[1])
 import test_kill_resume as T
 import torch
 torch.set_num_threads(1)
-from blender_lib import baselines as B, persistence as P, zooter as Z
+from blender_lib import persistence as P, zooter as Z
 
 mode, encoder, out, marker = sys.argv[2:6]
 if mode == "mid-epoch":  # a slow disk or a big batch: every batch takes 0.3 s, so the kill lands inside an epoch

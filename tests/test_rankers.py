@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from blender_lib import rankers as R
+from blender_lib import training as T
 from conftest import BAD_ANSWERS, FACTS, overlap_example
 
 QUESTION = "What is the capital of France?"
@@ -94,13 +95,6 @@ def test_metric_vote_gives_each_metric_one_voice_whatever_its_scale():
     assert pref[1, 2] == 0  # identical scores: no preference
 
 
-def test_metric_table_names_the_missing_score():
-    ex = overlap_example("e", QUESTION, "paris", ["Paris", "Lyon"])
-    del ex["candidates"][1]["scores"]["rougeL"]
-    with pytest.raises(ValueError, match=r"'e', candidate 1 .*rougeL"):
-        R.metric_table(ex, ("bleu", "rougeL"))
-
-
 def test_pair_sampler_is_seeded_shuffles_order_and_keeps_deltas_aligned():
     with pytest.warns(UserWarning, match="skipped 1 training input.*'dup' has 1 distinct"):
         pools, skipped = R._pools(synthetic_examples()[:4] + [overlap_example("dup", QUESTION, "x", ["same", "same"])],
@@ -146,7 +140,7 @@ def test_resuming_with_more_epochs_takes_the_learning_rate_of_the_new_schedule()
     new_opt.load_state_dict(old_opt.state_dict())
     new.load_state_dict(old.state_dict())
     assert new_opt.param_groups[0]["lr"] == 0.0  # the stale value a plain load leaves behind
-    R._sync_lr(new)
+    T.sync_lr(new)
     assert new_opt.param_groups[0]["lr"] == pytest.approx(0.5)
 
 
@@ -364,11 +358,11 @@ def test_training_resumes_from_the_last_completed_epoch(training):
     assert second.train_loss[0] == first.train_loss[0]  # epoch 1 kept, not retrained
     assert second.train_pairs == first.train_pairs == 24  # the second call trained one epoch only
     assert (third.resumed_from_epoch, third.train_pairs, third.train_loss) == (2, 0, second.train_loss)
-    state = json.loads((out / R.STATE_FILE).read_text())
+    state = json.loads((out / T.STATE_FILE).read_text())
     assert state["completed_epochs"] == 2
     names = {p.name for p in out.iterdir()}
     assert not [n for n in names if n.endswith((".partial", ".old"))]  # nothing half-written left
-    assert {"epoch-2", f"epoch-{second.best_epoch}", "best", R.STATE_FILE} == names
+    assert {"epoch-2", f"epoch-{second.best_epoch}", "best", T.STATE_FILE} == names
     with pytest.raises(ValueError, match="other settings"):
         R.train_pairranker(training["train"], training["val"], replace(TRAIN_CONFIG, lr=3e-4), out, progress=False)
 

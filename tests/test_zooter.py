@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_lib import baselines as B
+from blender_lib import rerankers as RR
+from blender_lib import selectors as S
 from blender_lib import zooter as Z
 from conftest import save_tiny_models
 
@@ -210,7 +211,7 @@ def test_cluster_tags_with_minilm_separate_two_clear_topics():
 # reward sources
 
 
-class LengthScorer(B.TextScorer):
+class LengthScorer(RR.TextScorer):
     """A stand-in reward: the number of words of the candidate."""
 
     label = "length"
@@ -257,7 +258,7 @@ def test_a_reward_model_spec_loads_a_scorer_and_scores_question_answer_pairs(tin
     source = Z.reward_source(f"scorer:{tiny_dirs['reward']}", device="cpu")
     rewards = source(examples)
     assert not source.reads_reference and rewards.shape == (2, 3) and np.isfinite(rewards).all()
-    direct = B.RewardModelScorer(str(tiny_dirs["reward"]), device="cpu")(examples)
+    direct = RR.RewardModelScorer(str(tiny_dirs["reward"]), device="cpu")(examples)
     assert np.allclose(rewards, np.array(direct), atol=1e-6)
 
 
@@ -308,17 +309,15 @@ def test_cached_rewards_compute_once_per_name_and_data(tmp_path):
 
 def test_router_config_validates_and_round_trips():
     config = Z.RouterConfig(models=["a", "b"])
-    assert config.models == ("a", "b") and config.metrics == (Z.LABEL_KEY,) and config.KIND == "router"
-    assert Z.RouterConfig.from_dict({**vars(config), "models": ["a", "b"], "metrics": [Z.LABEL_KEY]}) == config
+    assert config.models == ("a", "b") and config.KIND == "router"
+    assert Z.RouterConfig.from_dict({**vars(config), "models": ["a", "b"]}) == config
     assert config.key() != replace(config, models=("b", "a")).key()
     with pytest.raises(ValueError, match="at least two models"):
         Z.RouterConfig(models=("a",))
     with pytest.raises(ValueError, match="distinct non-empty names"):
         Z.RouterConfig(models=("a", "a"))
-    with pytest.raises(ValueError, match="metrics must be"):
-        Z.RouterConfig(metrics=("bertscore",))
-    with pytest.raises(ValueError, match="train_candidates must be None"):
-        Z.RouterConfig(train_candidates=2)
+    with pytest.raises(ValueError, match=r"unknown RouterConfig parameter\(s\) \['metrics'\]"):
+        Z.RouterConfig.from_dict({"metrics": ["bertscore"]})  # a router learns from labels, not metric columns
     with pytest.raises(ValueError, match=r"unknown RouterConfig parameter\(s\) \['beta'\]"):
         Z.RouterConfig.from_dict({"beta": 0.3})
 
@@ -339,7 +338,7 @@ def test_train_router_refuses_bad_inputs_before_training(tiny_dirs, tmp_path):
     with pytest.raises(ValueError, match="one model .* a router needs at least two"):
         Z.train_router(single, [], np.ones((2, 1)), None, config, tmp_path, progress=False)
     with pytest.raises(TypeError, match="needs a RouterConfig"):
-        Z.train_router(train, [], labels, None, B.SimCLSConfig(), tmp_path, progress=False)
+        Z.train_router(train, [], labels, None, RR.SimCLSConfig(), tmp_path, progress=False)
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
@@ -404,7 +403,7 @@ def test_a_reloaded_router_routes_identically_and_plugs_into_the_selection_tools
     assert np.allclose(probs.sum(1), 1.0) and np.array_equal(a.probabilities(queries[::-1]), probs[::-1])
     scores = Z.router_scores(a, val)
     best = np.mean([max(c["scores"]["bertscore"] for c in ex["candidates"]) for ex in val])
-    assert B.evaluate_selection(val, scores, ["bertscore"])["top1_bertscore"] == pytest.approx(best)  # all to the best
+    assert S.evaluate_selection(val, scores, ["bertscore"])["top1_bertscore"] == pytest.approx(best)  # all to the best
     assert Z.routed_choices(a, val) == [0, 0, 2, 2]
     shuffled = [dict(ex, candidates=ex["candidates"][::-1]) for ex in val]  # matched by name, not position
     assert Z.routed_choices(a, shuffled) == [2, 2, 0, 0]

@@ -1,17 +1,11 @@
-"""The rerankers LLM-Blender's Tables 2 and 3 compare PairRanker against, behind one interface.
+"""The model-based rerankers LLM-Blender's Tables 2 and 3 compare PairRanker against, behind one interface.
 
-Every selector turns a list of MixInstruct examples into ``list[np.ndarray]``: one float per
-candidate, **higher = better**. ``argmax`` (first of equals) is the selection, the whole vector is
-the ranking used for rank correlations. So the chapter evaluates them all the same way.
+Every one is a :class:`TextScorer`: examples in, one float per candidate out, **higher = better**,
+evaluated like every other selector (:func:`blender_lib.selectors.evaluate_selection`).
 
 ============================  ============================================================
 selector                      what it is
 ============================  ============================================================
-:func:`random_scores`         seeded uniform noise (per example id, so a subset keeps its draws)
-:func:`single_model_scores`   one-hot on one model; :func:`best_single_model` picks that model
-                              on *validation* by the mean of a metric (or GPT-Rank)
-:func:`oracle_scores`         the metric itself (it reads the reference), or ``"gpt_rank"``
-                              (negative GPT-Rank: reads the judge). An upper bound, not a method
 :class:`PseudoLogLikelihoodScorer`
                               MLM-scoring (Salazar et al., 2020): reference-free, the candidate
                               alone. With a masked LM, the real pseudo-log-likelihood; with a
@@ -33,229 +27,38 @@ Inputs are checked the same way for every selector: an example without candidate
 candidate text or an empty instruction is an error naming the example; one candidate (N = 1) is
 scored like any other (its argmax is 0). Unknown metrics are errors that list the known ones.
 
-The trained baselines follow PairRanker's conventions (:mod:`blender_lib.rankers`): seeds
-everywhere, ``accelerate``, AdamW with linear warmup/decay, one checkpoint folder per epoch written
-beside and renamed into place, ``state.json``, the best epoch on validation (lowest mean metric rank
-of the top-1) in ``out_dir/best``, and a second call resumes after the last completed epoch. Their
-defaults are sized for two CPU cores: MiniLM, source 128 / candidate 96 tokens, one epoch, and per
-input and epoch the best candidate plus two random others (LLM-Blender's "top_random"
-sub-sampling); raise ``epochs`` and ``train_candidates`` on a GPU.
+The trained rerankers are fine-tuned encoders (:mod:`blender_lib.encoders`) trained by
+:func:`blender_lib.training.train`, PairRanker's loop: seeds, ``accelerate``, one checkpoint per
+epoch, resume, and the best epoch on validation (lowest mean metric rank of the top-1) in
+``out_dir/best``. Their defaults are sized for two CPU cores: MiniLM, source 128 / candidate 96
+tokens, one epoch, and per input and epoch the best candidate plus two random others (LLM-Blender's
+"top_random" sub-sampling); raise ``epochs`` and ``train_candidates`` on a GPU.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import shutil
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 from torch import nn
 from tqdm.auto import tqdm
 
+from .encoders import EncoderConfig, EncoderModel
+from .examples import (Scores, TrainingInput, check_examples, check_text_inputs, data_key, quality_from_table,
+                       score_table, source_text, training_inputs)
 from .generate import user_message
-from .io import atomic_write_json
-from .judge import gpt_rank_scores, ranks_from_scores
-from .models import (LoadedModel, _infer_kind, accepts_logits_to_keep, freeze_lower_layers, load_model,
-                     load_trainable_encoder, resolve_device, resolve_dtype, resolve_model_path)
-from .checks import check_field_types, check_training_settings, config_from_dict
+from .models import (LoadedModel, accepts_logits_to_keep, infer_kind, load_model, resolve_device, resolve_dtype,
+                     resolve_model_path)
 from .paths import cache_dir
-from .persistence import SavedInFolder, publish_best
-from .rankers import (_accelerator, _check_inputs, _optimizer, _sync_lr, candidate_text_of,
-                      metric_table, source_text, warn_skipped_inputs)
-
-Scores = list[np.ndarray]
-GPT_RANK = "gpt_rank"
-BASELINE_FILE = "baseline.json"
-STATE_FILE = "state.json"
-
-
-# --------------------------------------------------------------------------------------------
-# input checks and metric columns
-
-
-def _candidate_texts(example: Mapping[str, Any], n: int) -> list[str]:
-    if not isinstance(example, Mapping):
-        raise ValueError(f"example {n} must be a dict, got {type(example).__name__}")
-    where = f"example {example.get('id', n)!r}"
-    if "candidates" not in example:
-        raise ValueError(f"{where} has no 'candidates' field (it has {sorted(example)})")
-    candidates = example.get("candidates")
-    if not isinstance(candidates, Sequence) or isinstance(candidates, str) or not candidates:
-        raise ValueError(f"{where} has no candidates to score")
-    texts = []
-    for k, cand in enumerate(candidates):
-        if not isinstance(cand, Mapping) or "text" not in cand:
-            fields_ = sorted(cand) if isinstance(cand, Mapping) else type(cand).__name__
-            raise ValueError(f"{where}: candidate {k} has no 'text' field (it has {fields_})")
-        text = cand.get("text")
-        if not isinstance(text, str) or not text.strip():
-            model = cand.get("model") if isinstance(cand, Mapping) else None
-            raise ValueError(f"{where}: candidate {k} ({model}) is empty")
-        texts.append(text)
-    return texts
-
-
-def check_examples(examples: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """(sources, candidate texts) of valid examples; a clear error naming the example otherwise.
-
-    Every selector calls this, so all of them accept and refuse the same inputs."""
-    if isinstance(examples, Mapping):
-        raise ValueError("pass a list of examples, not one example")
-    sources, candidate_lists = [], []
-    for n, ex in enumerate(examples):
-        texts = _candidate_texts(ex, n)
-        source = source_text(ex)
-        if not source.strip():
-            raise ValueError(f"example {ex.get('id', n)!r}: the instruction is empty (and so is its input)")
-        sources.append(source)
-        candidate_lists.append(texts)
-    return sources, candidate_lists
-
-
-def metric_values(example: Mapping[str, Any], metric: str) -> np.ndarray:
-    """One value per candidate, higher = better: a stored metric score, or for ``"gpt_rank"`` the
-    negative GPT-Rank from the example's judge verdicts (ties share the better rank)."""
-    ex_id = example.get("id")
-    if metric == GPT_RANK:
-        cmp_results = example.get("cmp_results")
-        if not cmp_results:
-            raise ValueError(f"example {ex_id!r} has no judge verdicts (cmp_results): '{GPT_RANK}' needs judged "
-                             f"examples (the test split)")
-        models = [c["model"] for c in example["candidates"]]
-        return -ranks_from_scores(gpt_rank_scores(cmp_results, models)).astype(float)
-    known = sorted({k for c in example.get("candidates") or [] for k in (c.get("scores") or {})})
-    if metric not in known:
-        raise ValueError(f"unknown metric {metric!r}: the candidates of example {ex_id!r} carry {known} "
-                         f"(and '{GPT_RANK}' where judged)")
-    return metric_table(example, [metric])[:, 0]
-
-
-def _values_table(example: Mapping[str, Any], metrics: Sequence[str]) -> np.ndarray:
-    """[N, n_metrics] of :func:`metric_values`."""
-    return np.column_stack([metric_values(example, m) for m in metrics])
-
-
-def metric_quality(example: Mapping[str, Any], metrics: Sequence[str]) -> np.ndarray:
-    """A scale-free quality per candidate in [0, 1], higher = better: the mean over ``metrics`` of the
-    candidate's normalised rank, (rank - 1) / (N - 1) with rank 1 = worst and ties averaged.
-    BLEU (0-100) and BERTScore (0-1) thus weigh the same. One candidate gets 1."""
-    if isinstance(metrics, str) or not metrics:
-        raise ValueError(f"metrics must be a non-empty list of names, got {metrics!r}")
-    return _quality(_values_table(example, metrics))
-
-
-def _quality(table: np.ndarray) -> np.ndarray:
-    if len(table) == 1:
-        return np.ones(1)
-    ranks = np.column_stack([rankdata(table[:, k], method="average") for k in range(table.shape[1])])
-    return ((ranks - 1) / (len(table) - 1)).mean(axis=1)
-
-
-def _check_scores(examples: Sequence[Mapping[str, Any]], scores: Sequence[np.ndarray]) -> None:
-    if len(scores) != len(examples):
-        raise ValueError(f"got scores for {len(scores)} examples but {len(examples)} examples")
-    for n, (ex, s) in enumerate(zip(examples, scores)):
-        if np.shape(s) != (len(ex["candidates"]),):
-            raise ValueError(f"example {ex.get('id', n)!r} has {len(ex['candidates'])} candidates but its scores "
-                             f"have shape {np.shape(s)}")
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"example {ex.get('id', n)!r} has non-finite scores {np.asarray(s).tolist()}")
-
-
-def evaluate_selection(examples: Sequence[Mapping[str, Any]], scores: Sequence[np.ndarray],
-                       metrics: Sequence[str] = ("bertscore",)) -> dict[str, float]:
-    """Quality of each example's top-1 (argmax, first of equals) under each metric.
-
-    ``top1_<metric>``: the mean metric score of the chosen candidates; for ``"gpt_rank"`` the mean
-    GPT-Rank (positive, lower = better, as the paper reports it). ``top1_mean_metric_rank``: the
-    chosen candidate's rank among the N (1 = best, ties share), averaged over metrics and examples."""
-    if isinstance(metrics, str) or not metrics:
-        raise ValueError(f"metrics must be a non-empty list of names, got {metrics!r}")
-    _check_scores(examples, scores)
-    chosen, ranks = [], []
-    for ex, s in zip(examples, scores):
-        table = _values_table(ex, metrics)
-        best = int(np.argmax(s))
-        chosen.append(table[best])
-        ranks.append(np.mean([ranks_from_scores(table[:, k])[best] for k in range(len(metrics))]))
-    result = {"examples": float(len(examples)),
-              "top1_mean_metric_rank": float(np.mean(ranks)) if ranks else float("nan")}
-    for k, name in enumerate(metrics):
-        values = [row[k] for row in chosen]
-        mean = float(np.mean(values)) if values else float("nan")
-        result[f"top1_{name}"] = -mean if name == GPT_RANK else mean
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# selectors that read no text: random, best single model, oracles
-
-
-def _example_seed(seed: int, ex_id: Any) -> list[int]:
-    digest = hashlib.sha256(str(ex_id).encode()).hexdigest()
-    return [int(seed), int(digest[:8], 16)]
-
-
-def random_scores(examples: Sequence[Mapping[str, Any]], seed: int = 0) -> Scores:
-    """Uniform random scores, seeded by (seed, example id): the same example gets the same draw
-    whatever else is in the list (examples without an id fall back to their position)."""
-    check_examples(examples)
-    return [np.random.default_rng(_example_seed(seed, ex.get("id", n))).random(len(ex["candidates"]))
-            for n, ex in enumerate(examples)]
-
-
-def model_means(examples: Sequence[Mapping[str, Any]], by: str = "bertscore") -> dict[str, float]:
-    """Each model's mean of a metric over the examples; for ``"gpt_rank"`` its mean GPT-Rank (lower
-    = better). Models in first-seen order."""
-    sums: dict[str, list[float]] = {}
-    for ex in examples:
-        values = metric_values(ex, by)
-        for cand, value in zip(ex["candidates"], values):
-            sums.setdefault(cand["model"], []).append(-value if by == GPT_RANK else value)
-    return {model: float(np.mean(v)) for model, v in sums.items()}
-
-
-def best_single_model(val_examples: Sequence[Mapping[str, Any]], *, by: str) -> str:
-    """The model with the best mean ``by`` (a score key, named: there is no default metric) on the
-    examples given: pass the *validation* split, never the test split the selection is evaluated on.
-    GPT-Rank: the lowest mean rank. Ties: first seen."""
-    if not val_examples:
-        raise ValueError("best_single_model needs validation examples to choose on")
-    check_examples(val_examples)
-    means = model_means(val_examples, by)
-    sign = -1.0 if by == GPT_RANK else 1.0
-    return max(means, key=lambda m: sign * means[m])  # max keeps the first of equals
-
-
-def single_model_scores(examples: Sequence[Mapping[str, Any]], model: str) -> Scores:
-    """One-hot scores that always select ``model`` (its first candidate where it appears twice)."""
-    check_examples(examples)
-    scores = []
-    for n, ex in enumerate(examples):
-        models = [c.get("model") for c in ex["candidates"]]
-        if model not in models:
-            raise ValueError(f"example {ex.get('id', n)!r} has no candidate of model {model!r} (it has {models})")
-        s = np.zeros(len(models))
-        s[models.index(model)] = 1.0
-        scores.append(s)
-    return scores
-
-
-def oracle_scores(examples: Sequence[Mapping[str, Any]], metric: str) -> Scores:
-    """The metric itself as the score (it reads the reference): the oracle selection of Table 2.
-    ``"gpt_rank"`` scores by negative GPT-Rank (it reads the judge's verdicts)."""
-    check_examples(examples)
-    return [metric_values(ex, metric) for ex in examples]
+from .selectors import evaluate_selection
+from .training import Shuffled, TrainReport, train
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,7 +198,7 @@ class PseudoLogLikelihoodScorer(TextScorer):
             except (OSError, ValueError) as err:
                 raise ValueError(f"unknown model {model!r}: not a packaged offline model, a local folder or a "
                                  f"reachable hub id ({type(err).__name__})") from err
-            kind = known_kind if known_kind != "auto" else _infer_kind(config)
+            kind = known_kind if known_kind != "auto" else infer_kind(config)
             self.mode = "causal" if kind == "causal" else "mlm"
             self.loaded = (_load_causal(model, device, dtype, "MLM-scoring") if self.mode == "causal"
                            else self._load_masked_lm(model, path, device, dtype))
@@ -435,7 +238,7 @@ class PseudoLogLikelihoodScorer(TextScorer):
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
               progress: bool = False) -> Scores:
         """Sources are checked but not read: MLM-scoring is reference- and source-free."""
-        _check_inputs(sources, candidate_lists)
+        check_text_inputs(sources, candidate_lists)
         texts = [t for cands in candidate_lists for t in cands]
         unique = list(dict.fromkeys(texts))
         token_lps = self._pll(unique, progress) if self.mode == "mlm" else self._causal(unique, progress)
@@ -523,7 +326,7 @@ class LMRewardScorer(TextScorer):
 
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
               progress: bool = False) -> Scores:
-        _check_inputs(sources, candidate_lists)
+        check_text_inputs(sources, candidate_lists)
         tok = self.loaded.tokenizer
         contexts = {s: self._context(s) for s in dict.fromkeys(sources)}
         lead = "" if self.chat else " "
@@ -564,7 +367,7 @@ class RewardModelScorer(TextScorer):
     @torch.inference_mode()
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
               progress: bool = False) -> Scores:
-        _check_inputs(sources, candidate_lists)
+        check_text_inputs(sources, candidate_lists)
         pairs = [(s, c) for s, cands in zip(sources, candidate_lists) for c in cands]
         unique = list(dict.fromkeys(pairs))
         order = _ordered(unique, lambda p: len(p[0]) + len(p[1]))
@@ -579,61 +382,32 @@ class RewardModelScorer(TextScorer):
 
 
 # --------------------------------------------------------------------------------------------
-# trained baselines: configuration
+# trained rerankers: configuration
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
-    """What the trained baselines share (PairRanker's conventions, shorter texts for CPU budgets)."""
+class RerankerConfig(EncoderConfig):
+    """A trained reranker: an :class:`~blender_lib.encoders.EncoderConfig` plus what "better" means
+    (``metrics``), the candidate budget and how many candidates an input trains on per epoch."""
 
-    backbone: str = "minilm-l6"  # any name blender_lib.models.load_model resolves to an encoder
     metrics: tuple[str, ...] = ("bleu", "rougeL", "bertscore")  # what "better" means in training
-    source_max_length: int = 128
     candidate_max_length: int = 96
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    epochs: int = 1
-    batch_size: int = 4  # inputs per step, each with its train_candidates
-    grad_accum_steps: int = 1
-    max_grad_norm: float = 1.0
-    eval_batch_size: int = 64  # texts (or pairs) per forward at inference
     train_candidates: int | None = 3  # per input and epoch: the best + random others (None: all)
-    pooling: str = "mean"  # "mean" (sentence-transformers backbones like MiniLM) or "cls" (the first token)
-    seed: int = 42
-    hidden_dropout: float | None = None  # None keeps the backbone's own
-    attention_dropout: float | None = 0.0  # attention dropout forces a slower attention path: ~2x CPU time
-    bf16: bool = False  # bf16 autocast; measured no faster than fp32 for these short texts on CPU
-    device: str = "auto"
-    freeze_layers: int = 0  # freeze the embeddings + this many bottom layers (a CPU budget; the papers: 0)
 
     KIND: ClassVar[str] = "baseline"
+    SIZES: ClassVar[tuple[str, ...]] = (*EncoderConfig.SIZES, "candidate_max_length")
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        super().__post_init__()
         object.__setattr__(self, "metrics", tuple(self.metrics))  # JSON gives lists back
         if isinstance(self.metrics, str) or not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics must be a non-empty list of distinct names, got {self.metrics}")
-        check_training_settings(self, ("source_max_length", "candidate_max_length", "epochs", "batch_size",
-                                       "grad_accum_steps", "eval_batch_size"))
         if self.train_candidates is not None and int(self.train_candidates) < 2:
             raise ValueError(f"train_candidates must be >= 2 (or None for all), got {self.train_candidates}")
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> BaselineConfig:
-        return config_from_dict(cls, values, cls.__name__)
-
-    def key(self, *, ignore: Sequence[str] = ()) -> str:
-        """A short hash of the kind and the fields (a resumed run may change ``epochs`` only)."""
-        values = {k: v for k, v in asdict(self).items()
-                  if k not in ignore and not (k == "freeze_layers" and v == 0)}  # older runs keep their keys
-        return hashlib.sha256(json.dumps([self.KIND, values], sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
-class SimCLSConfig(BaselineConfig):
+class SimCLSConfig(RerankerConfig):
     """SimCLS: margin λ = 0.01 per rank step and the reference ("gold") term with weight 1 (the
     defaults of SimCLS's code; LLM-Blender's reimplementation used λ = 1/N); lr 5e-5 for MiniLM."""
 
@@ -645,7 +419,7 @@ class SimCLSConfig(BaselineConfig):
 
 
 @dataclass(frozen=True)
-class SummaRerankerConfig(BaselineConfig):
+class SummaRerankerConfig(RerankerConfig):
     """SummaReranker without the mixture of experts: one shared head, one output per metric.
     lr 2e-4: its head starts from random, and at 5e-5 one epoch on 315 inputs barely moved the BCE."""
 
@@ -655,7 +429,7 @@ class SummaRerankerConfig(BaselineConfig):
     KIND: ClassVar[str] = "summareranker"
 
 
-def cache_folder(config: BaselineConfig, train_examples: Sequence[Mapping[str, Any]],
+def cache_folder(config: RerankerConfig, train_examples: Sequence[Mapping[str, Any]],
                  val_examples: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Where the chapter keeps a trained baseline: under the user cache dir, keyed by the config
     (less ``epochs``, so asking for more epochs resumes there) and the training and validation data."""
@@ -667,125 +441,8 @@ def _run_key(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence
     return hashlib.sha256(f"{data_key(train_examples)}:{data_key(val_examples)}".encode()).hexdigest()[:16]
 
 
-def data_key(examples: Sequence[Mapping[str, Any]]) -> str:
-    """A short hash of what training reads: ids, sources, references, candidate texts and scores."""
-    blob = json.dumps([[ex.get("id"), source_text(ex), ex.get("output"),
-                        [[c.get("text"), c.get("scores")] for c in ex.get("candidates") or []]] for ex in examples],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 # --------------------------------------------------------------------------------------------
-# trained baselines: models
-
-
-class _EncoderBaseline(SavedInFolder, nn.Module):
-    """An encoder with its tokenizer and config; persistence; token budgets; mean pooling."""
-
-    KIND: ClassVar[str]
-    CONFIG: ClassVar[type[BaselineConfig]]
-    CHUNK: ClassVar[int] = 8
-    META_FILE = BASELINE_FILE
-    WHAT = "baseline model"  # rows per encoder call in training (see pooled)
-
-    def __init__(self, encoder: nn.Module, tokenizer: Any, config: BaselineConfig) -> None:
-        super().__init__()
-        if not isinstance(config, self.CONFIG):
-            raise TypeError(f"{type(self).__name__} needs a {self.CONFIG.__name__}, got {type(config).__name__}")
-        self.config, self.encoder, self.tokenizer = config, encoder, tokenizer
-        first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        self.prefix = () if first is None else (int(first),)
-        self.suffix = () if last is None else (int(last),)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.use_token_types = getattr(encoder.config, "type_vocab_size", 0) > 1
-        self.tokens = lru_cache(maxsize=1 << 16)(self._tokens)
-
-    def _tokens(self, text: str, budget: int) -> tuple[int, ...]:
-        """The first ``budget`` tokens (longer texts are truncated, by design); markup stays text."""
-        return tuple(self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=budget,
-                                    split_special_tokens=True)["input_ids"])
-
-    @classmethod
-    def from_backbone(cls, config: BaselineConfig, *, device: str | torch.device = "cpu") -> _EncoderBaseline:
-        """A fresh model: pretrained encoder (dropout overrides applied, lower layers frozen as
-        configured), seeded new weights."""
-        loaded = load_trainable_encoder(config.backbone, device=device, hidden_dropout=config.hidden_dropout,
-                                        attention_dropout=config.attention_dropout)
-        freeze_lower_layers(loaded.model, config.freeze_layers)
-        torch.manual_seed(config.seed)  # any new head is random: seed it
-        return cls(loaded.model, loaded.tokenizer, config).to(loaded.device)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def pad(self, sequences: Sequence[Sequence[int]],
-            types: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:
-        """Right-padded ids and mask (and token types where the encoder uses them)."""
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if types is not None and self.use_token_types:
-            token_types = torch.zeros_like(ids)
-            for row, t in enumerate(types):
-                token_types[row, : len(t)] = torch.tensor(t, dtype=torch.long)
-            batch["token_type_ids"] = token_types
-        return batch
-
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """One vector per sequence (fp32): the mean of the last hidden states over real tokens
-        (``pooling="mean"``, sentence-transformers style) or the first token's (``"cls"``).
-
-        Rows are encoded in chunks of ``CHUNK``, each cut to its own longest row: with rows sorted by
-        length (the collators sort them) little compute goes to padding. Rows never see each other,
-        so this equals one padded pass."""
-        out = []
-        for start in range(0, len(input_ids), self.CHUNK):
-            rows = slice(start, start + self.CHUNK)
-            width = int(attention_mask[rows].sum(1).max())
-            mask = attention_mask[rows, :width]
-            kwargs = {"token_type_ids": token_type_ids[rows, :width]} if token_type_ids is not None else {}
-            hidden = self.encoder(input_ids=input_ids[rows, :width], attention_mask=mask, **kwargs).last_hidden_state
-            hidden = hidden.float()
-            if self.config.pooling == "cls":
-                out.append(hidden[:, 0])
-            else:
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                out.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9))
-        return torch.cat(out)
-
-    def _autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
-
-    # -- training interface: items built once, batches collated, forward gives the loss
-
-    def make_item(self, source: str, texts: list[str], table: np.ndarray, reference: str | None) -> Any:
-        raise NotImplementedError
-
-    def collate(self, items: list[tuple[Any, list[int]]]) -> dict[str, torch.Tensor]:
-        """A training batch from (item, indices of the candidates to train on this epoch)."""
-        raise NotImplementedError
-
-    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
-              batch_size: int | None = None, progress: bool = False) -> Scores:
-        raise NotImplementedError
-
-    # -- persistence (blender_lib.persistence): baseline.json + encoder config + safetensors + tokenizer
-
-    def _meta(self) -> dict[str, Any]:
-        return {"format": 1, "kind": self.KIND, "config": asdict(self.config)}
-
-    @classmethod
-    def _config_from_meta(cls, meta: dict[str, Any], folder: Path) -> BaselineConfig:
-        if meta.get("kind") != cls.KIND:
-            raise ValueError(f"{folder} holds a {meta.get('kind')!r} model, not a {cls.KIND!r} one")
-        return cls.CONFIG.from_dict(meta["config"])
+# trained rerankers: models
 
 
 def simcls_loss(cos: torch.Tensor, quality: torch.Tensor, margin: float = 0.01, *, gold_cos: torch.Tensor | None = None,
@@ -821,10 +478,10 @@ class _SimCLSItem:
     gold: tuple[int, ...] | None
 
 
-class SimCLSModel(_EncoderBaseline):
+class SimCLSModel(EncoderModel):
     """SimCLS-style dual encoder: one backbone embeds the source and each candidate apart, score =
     cos(source, candidate); trained with :func:`simcls_loss`, candidates ordered by
-    :func:`metric_quality` over ``config.metrics``.
+    :func:`blender_lib.examples.metric_quality` over ``config.metrics``.
 
     Differences from SimCLS / LLM-Blender's DualReranker, by design: mean pooling by default
     (``pooling="cls"`` gives their first-token vector; MiniLM was trained for mean pooling), and the
@@ -833,16 +490,17 @@ class SimCLSModel(_EncoderBaseline):
 
     KIND = "simcls"
     CONFIG = SimCLSConfig
+    WHAT = "baseline model"
 
     def _frame(self, ids: Sequence[int]) -> tuple[int, ...]:
         return (*self.prefix, *ids, *self.suffix)
 
-    def make_item(self, source: str, texts: list[str], table: np.ndarray, reference: str | None) -> _SimCLSItem:
+    def make_item(self, item: TrainingInput) -> _SimCLSItem:
         cfg = self.config
-        quality = _quality(table)
-        gold = self._frame(self.tokens(reference, cfg.candidate_max_length)) if reference else None
-        return _SimCLSItem(self._frame(self.tokens(source, cfg.source_max_length)),
-                           [self._frame(self.tokens(t, cfg.candidate_max_length)) for t in texts], quality, gold)
+        gold = self._frame(self.tokens(item.reference, cfg.candidate_max_length)) if item.reference else None
+        return _SimCLSItem(self._frame(self.tokens(item.source, cfg.source_max_length)),
+                           [self._frame(self.tokens(t, cfg.candidate_max_length)) for t in item.texts],
+                           quality_from_table(item.scores), gold)
 
     def collate(self, items: list[tuple[_SimCLSItem, list[int]]]) -> dict[str, torch.Tensor]:
         """Sources, the chosen candidates (sorted by length, with their input and quality) and the
@@ -903,7 +561,7 @@ class SimCLSModel(_EncoderBaseline):
 
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
               batch_size: int | None = None, progress: bool = False) -> Scores:
-        _check_inputs(sources, candidate_lists)
+        check_text_inputs(sources, candidate_lists)
         cfg = self.config
         src_texts = list(dict.fromkeys(sources))
         cand_texts = list(dict.fromkeys(t for cands in candidate_lists for t in cands))
@@ -927,7 +585,7 @@ def top_labels(table: np.ndarray) -> np.ndarray:
     return np.isclose(table, table.max(axis=0, keepdims=True), rtol=0, atol=1e-12).astype(float)
 
 
-class SummaRerankerModel(_EncoderBaseline):
+class SummaRerankerModel(EncoderModel):
     """SummaReranker-style cross-encoder: ``[CLS] source [SEP] candidate [SEP]``, pooled (mean by
     default, ``pooling="cls"`` as in the paper), a 2-layer head with one logit per metric, each trained
     with binary cross-entropy on "is this candidate the best by metric k" (:func:`top_labels`);
@@ -938,8 +596,9 @@ class SummaRerankerModel(_EncoderBaseline):
 
     KIND = "summareranker"
     CONFIG = SummaRerankerConfig
+    WHAT = "baseline model"
 
-    def __init__(self, encoder: nn.Module, tokenizer: Any, config: BaselineConfig) -> None:
+    def __init__(self, encoder: nn.Module, tokenizer: Any, config: RerankerConfig) -> None:
         super().__init__(encoder, tokenizer, config)
         hidden = encoder.config.hidden_size
         drop = config.head_dropout  # type: ignore[attr-defined]
@@ -952,8 +611,9 @@ class SummaRerankerModel(_EncoderBaseline):
         second = (*self.tokens(candidate, cfg.candidate_max_length), *self.suffix)
         return (*first, *second), (0,) * len(first) + (1,) * len(second)
 
-    def make_item(self, source: str, texts: list[str], table: np.ndarray, reference: str | None) -> _SummaItem:
-        return _SummaItem([self.encode_pair(source, t) for t in texts], top_labels(table), _quality(table))
+    def make_item(self, item: TrainingInput) -> _SummaItem:
+        return _SummaItem([self.encode_pair(item.source, t) for t in item.texts], top_labels(item.scores),
+                          quality_from_table(item.scores))
 
     def collate(self, items: list[tuple[_SummaItem, list[int]]]) -> dict[str, torch.Tensor]:
         """The chosen (source, candidate) pairs, sorted by length, with their labels (computed over
@@ -975,7 +635,7 @@ class SummaRerankerModel(_EncoderBaseline):
     @torch.inference_mode()
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
               batch_size: int | None = None, progress: bool = False) -> Scores:
-        _check_inputs(sources, candidate_lists)
+        check_text_inputs(sources, candidate_lists)
         batch_size = batch_size or self.config.eval_batch_size
         pairs = [(s, c) for s, cands in zip(sources, candidate_lists) for c in cands]
         unique = list(dict.fromkeys(pairs))
@@ -998,10 +658,10 @@ class SummaRerankerModel(_EncoderBaseline):
 
 
 class _TrainedScorer(TextScorer):
-    MODEL: ClassVar[type[_EncoderBaseline]]
+    MODEL: ClassVar[type[SimCLSModel] | type[SummaRerankerModel]]
     NAME: ClassVar[str]
 
-    def __init__(self, model: _EncoderBaseline | str | Path, *, batch_size: int | None = None,
+    def __init__(self, model: EncoderModel | str | Path, *, batch_size: int | None = None,
                  device: str | torch.device = "auto") -> None:
         self.model = model if isinstance(model, self.MODEL) else self.MODEL.from_pretrained(model, device=device)
         self.batch_size = batch_size
@@ -1026,42 +686,9 @@ class SummaRerankerScorer(_TrainedScorer):
     NAME = "SummaReranker-style"
 
 
+
 # --------------------------------------------------------------------------------------------
-# training (shared by SimCLS and SummaReranker)
-
-
-@dataclass
-class _Input:
-    source: str
-    texts: list[str]
-    table: np.ndarray
-    reference: str | None
-
-
-def _training_inputs(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[_Input], int]:
-    """Training inputs; identical candidate texts are merged and empty ones dropped, and inputs left
-    with fewer than two candidates (nothing to order) or no instruction are skipped (counted)."""
-    inputs, reasons, empty = [], [], 0
-    for ex in examples:
-        table = _values_table(ex, metrics)
-        first: dict[str, int] = {}
-        for k, cand in enumerate(ex["candidates"]):
-            text = candidate_text_of(ex, k, cand)
-            if text.strip():
-                first.setdefault(text, k)
-            else:
-                empty += 1
-        if len(first) < 2 or not source_text(ex).strip():
-            reasons.append(f"{ex.get('id')!r} " + ("has an empty instruction" if not source_text(ex).strip() else
-                                                   f"has {len(first)} distinct non-empty candidate(s)"))
-            continue
-        reference = ex.get("output") if ex.get("has_reference", True) else None
-        reference = reference if isinstance(reference, str) and reference.strip() else None
-        inputs.append(_Input(source_text(ex), list(first), table[list(first.values())], reference))
-    if not inputs:
-        raise ValueError("no training input has two distinct non-empty candidates: nothing to learn from")
-    warn_skipped_inputs("baseline training", reasons, empty)
-    return inputs, len(reasons)
+# training: the rerankers' recipe for blender_lib.training
 
 
 def sub_sample(quality: np.ndarray, k: int | None, rng: np.random.Generator) -> list[int]:
@@ -1075,188 +702,87 @@ def sub_sample(quality: np.ndarray, k: int | None, rng: np.random.Generator) -> 
     return sorted([top, *others.tolist()])
 
 
-class _Shuffled(torch.utils.data.Dataset):
-    """This epoch's (item, candidates) in a (seed, epoch)-seeded order and sub-sample, so a resumed
-    run sees what an uninterrupted one would."""
-
-    def __init__(self, items: list[Any], seed: int, train_candidates: int | None) -> None:
-        self.items, self.seed, self.k = items, seed, train_candidates
-        self.resample(0)
-
-    def resample(self, epoch: int) -> None:
-        rng = np.random.default_rng([self.seed, epoch])
-        self.order = rng.permutation(len(self.items)).tolist()
-        self.chosen = [sub_sample(it.quality, self.k, rng) for it in self.items]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, k: int) -> tuple[Any, list[int]]:
-        return self.items[self.order[k]], self.chosen[self.order[k]]
-
-
 @dataclass
-class BaselineTrainReport:
-    kind: str
-    out_dir: str
-    best_dir: str
-    best_epoch: int
-    epochs_completed: int
-    resumed_from_epoch: int  # epochs already done when this call started (0 = fresh)
-    train_loss: list[float]  # mean loss per epoch, all epochs of the run
-    val: list[dict[str, float]]  # evaluate_selection on validation, per epoch
-    seconds: float  # this call, all included
-    train_seconds: float  # training epochs of this call only
-    train_inputs: int
+class RerankerRecipe:
+    """SimCLS or SummaReranker for :func:`blender_lib.training.train`: every input with its best
+    candidate and ``train_candidates - 1`` random others per epoch, the model's own loss, the best
+    epoch by the lowest mean metric rank of the validation top-1 (ties keep the earlier one)."""
+
+    model_class: type[SimCLSModel] | type[SummaRerankerModel]
+    config: RerankerConfig
+    inputs: list[TrainingInput]
+    val_examples: Sequence[Mapping[str, Any]]
+    data_key: str
     skipped_examples: int
-    config: dict[str, Any] = field(default_factory=dict)
+    weights_folder: str = "model"
+
+    @property
+    def kind(self) -> str:
+        return self.config.KIND
+
+    @property
+    def items_per_epoch(self) -> int:
+        return len(self.inputs)
+
+    def build_model(self) -> EncoderModel:
+        return self.model_class.from_backbone(self.config)
+
+    def training_data(self, model: SimCLSModel | SummaRerankerModel) -> Shuffled:
+        k = self.config.train_candidates
+        return Shuffled([model.make_item(i) for i in self.inputs], self.config.seed,
+                        pick=lambda item, rng: sub_sample(item.quality, k, rng))
+
+    def collate(self, model: EncoderModel) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
+        return model.collate
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch)
+
+    def validate(self, model: EncoderModel) -> dict[str, float]:
+        if not self.val_examples:
+            return {}
+        sources, candidate_lists = check_examples(self.val_examples)
+        return evaluate_selection(self.val_examples, model.score(sources, candidate_lists), self.config.metrics)
+
+    def better(self, val: Mapping[str, float], best: Mapping[str, float]) -> bool:
+        now, then = val.get("top1_mean_metric_rank", math.nan), best.get("top1_mean_metric_rank", math.nan)
+        return math.isnan(then) or (not math.isnan(now) and now < then)
+
+    def shown(self, val: Mapping[str, float]) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in val.items() if k.startswith("top1_")}
 
 
-def _load_state(out_dir: Path, config: BaselineConfig, key: str, resume: bool) -> dict[str, Any] | None:
-    path = out_dir / STATE_FILE
-    if not path.exists():
-        return None
-    if not resume:
-        for child in out_dir.iterdir():
-            if child.name in (STATE_FILE, "best") or child.name.startswith(("epoch-", ".epoch-", ".best.")):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        return None
-    state = json.loads(path.read_text(encoding="utf-8"))
-    if state.get("kind") != config.KIND or state["config_key"] != config.key(ignore=("epochs",)) \
-            or state["data_key"] != key:
-        raise ValueError(f"{out_dir} holds a {state.get('kind')} run with other settings or data; use "
-                         f"another out_dir, or resume=False to start over there")
-    return state
-
-
-def _better(val: dict[str, float], best: dict[str, float] | None) -> bool:
-    """Lower mean metric rank of the top-1 is better; ties keep the earlier epoch."""
-    if best is None:
-        return True
-    now, then = val.get("top1_mean_metric_rank", math.nan), best.get("top1_mean_metric_rank", math.nan)
-    return math.isnan(then) or (not math.isnan(now) and now < then)
-
-
-def _checkpoint(accelerator: Any, model: nn.Module, out_dir: Path, epoch: int) -> None:
-    """epoch-K/ = model/ (loadable) + train_state/ (optimizer, scheduler, RNG), renamed into place whole."""
-    staging, target = out_dir / f".epoch-{epoch}.partial", out_dir / f"epoch-{epoch}"
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(target, ignore_errors=True)  # an orphan of a run killed before its state.json
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging / "train_state"))
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model)._write(staging / "model")
-        staging.rename(target)
-    accelerator.wait_for_everyone()
-
-
-def _train(model_cls: type[_EncoderBaseline], train_examples: Sequence[Mapping[str, Any]],
-           val_examples: Sequence[Mapping[str, Any]], config: BaselineConfig, out_dir: str | Path, *,
-           progress: bool, resume: bool) -> BaselineTrainReport:
-    from transformers import get_linear_schedule_with_warmup
-
-    if not isinstance(config, model_cls.CONFIG):
-        raise TypeError(f"{model_cls.KIND} training needs a {model_cls.CONFIG.__name__}, got {type(config).__name__}")
-    start_time = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    inputs, skipped = _training_inputs(train_examples, config.metrics)
+def _train_reranker(model_class: type[SimCLSModel] | type[SummaRerankerModel],
+                    train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                    config: RerankerConfig, out_dir: str | Path, *, progress: bool, resume: bool) -> TrainReport:
+    if not isinstance(config, model_class.CONFIG):
+        raise TypeError(f"{model_class.KIND} training needs a {model_class.CONFIG.__name__}, got {type(config).__name__}")
+    inputs, skipped = training_inputs(train_examples, config.metrics, what="baseline training")
     if val_examples:
         check_examples(val_examples)
         for ex in val_examples:  # a missing score fails now, not after an epoch of training
-            _values_table(ex, config.metrics)
-    key = _run_key(train_examples, val_examples)  # validation picks the best epoch: part of the run
-    state = _load_state(out_dir, config, key, resume) or {
-        "kind": config.KIND, "config_key": config.key(ignore=("epochs",)), "data_key": key, "completed_epochs": 0,
-        "best_epoch": 0, "train_loss": [], "val": [], "train_seconds": []}
-    done = state["completed_epochs"]
-    if done < config.epochs:
-        accelerator = _accelerator(config)
-        model = model_cls.from_backbone(config)
-        dataset = _Shuffled([model.make_item(i.source, i.texts, i.table, i.reference) for i in inputs], config.seed,
-                            config.train_candidates)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
-                                             collate_fn=model.collate)
-        optimizer = _optimizer(model, config)
-        total_steps = math.ceil(len(loader) / config.grad_accum_steps) * config.epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-        model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-        if done:
-            accelerator.load_state(str(out_dir / f"epoch-{done}" / "train_state"))
-            _sync_lr(scheduler)
-        for epoch in range(done, config.epochs):
-            dataset.resample(epoch)
-            torch.manual_seed(config.seed + epoch)  # dropout: reproducible per epoch, also after a resume
-            epoch_start = time.perf_counter()
-            model.train()
-            losses = []
-            bar = tqdm(loader, desc=f"{config.KIND} epoch {epoch + 1}/{config.epochs}",
-                       disable=not (progress and accelerator.is_local_main_process))
-            for batch in bar:
-                with accelerator.accumulate(model):
-                    loss = model(**batch)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                losses.append(loss.detach().float())
-                bar.set_postfix(loss=f"{losses[-1].item():.4f}")
-            mean_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
-            seconds = time.perf_counter() - epoch_start
-            unwrapped = accelerator.unwrap_model(model)
-            val = {}
-            if val_examples:
-                sources, candidate_lists = check_examples(val_examples)
-                val = evaluate_selection(val_examples, unwrapped.score(sources, candidate_lists), config.metrics)
-            _checkpoint(accelerator, model, out_dir, epoch + 1)
-            best_val = state["val"][state["best_epoch"] - 1] if state["best_epoch"] else None
-            if not val or _better(val, best_val):
-                state["best_epoch"] = epoch + 1
-            state["train_loss"].append(mean_loss)
-            state["train_seconds"].append(seconds)
-            state["val"].append(val)
-            state["completed_epochs"] = epoch + 1
-            if accelerator.is_main_process:
-                atomic_write_json(out_dir / STATE_FILE, state)
-                for old in out_dir.glob("epoch-*"):
-                    if old.name not in {f"epoch-{epoch + 1}", f"epoch-{state['best_epoch']}"}:
-                        shutil.rmtree(old)
-                if progress:
-                    shown = {k: round(v, 4) for k, v in val.items() if k.startswith("top1_")}
-                    print(f"{config.KIND} epoch {epoch + 1}: loss {mean_loss:.4f} {shown}")
-            accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            return _train_report(state, config, out_dir, done, start_time, len(inputs), skipped)
-    publish_best(out_dir, state["best_epoch"], "model", force=done < config.epochs)
-    return _train_report(state, config, out_dir, done, start_time, len(inputs), skipped)
-
-
-def _train_report(state: dict[str, Any], config: BaselineConfig, out_dir: Path, done: int, start_time: float,
-                  n_inputs: int, skipped: int) -> BaselineTrainReport:
-    return BaselineTrainReport(
-        kind=config.KIND, out_dir=str(out_dir), best_dir=str(out_dir / "best"), best_epoch=state["best_epoch"],
-        epochs_completed=state["completed_epochs"], resumed_from_epoch=done, train_loss=state["train_loss"],
-        val=state["val"], seconds=time.perf_counter() - start_time, train_seconds=sum(state["train_seconds"][done:]),
-        train_inputs=n_inputs, skipped_examples=skipped, config=asdict(config))
+            score_table(ex, config.metrics)
+    recipe = RerankerRecipe(model_class, config, inputs, val_examples, _run_key(train_examples, val_examples),
+                            skipped)  # validation picks the best epoch: part of the run's key
+    return train(recipe, out_dir, progress=progress, resume=resume)
 
 
 def train_simcls(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                  config: SimCLSConfig, out_dir: str | Path, *, progress: bool = True,
-                 resume: bool = True) -> BaselineTrainReport:
+                 resume: bool = True) -> TrainReport:
     """Train a SimCLS-style dual encoder; the best epoch on validation (lowest mean metric rank of
     the top-1) lands in out_dir/best. Calling again resumes after the last completed epoch (or trains
     on when ``epochs`` grew); without validation examples the last epoch is the best."""
-    return _train(SimCLSModel, train_examples, val_examples, config, out_dir, progress=progress, resume=resume)
+    return _train_reranker(SimCLSModel, train_examples, val_examples, config, out_dir, progress=progress,
+                           resume=resume)
 
 
 def train_summareranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                         config: SummaRerankerConfig, out_dir: str | Path, *, progress: bool = True,
-                        resume: bool = True) -> BaselineTrainReport:
+                        resume: bool = True) -> TrainReport:
     """Train a SummaReranker-style cross-encoder; same conventions as :func:`train_simcls`."""
-    return _train(SummaRerankerModel, train_examples, val_examples, config, out_dir, progress=progress, resume=resume)
+    return _train_reranker(SummaRerankerModel, train_examples, val_examples, config, out_dir, progress=progress,
+                           resume=resume)
 
 
 def reward_scorer(model: str, **kwargs: Any) -> TextScorer:
@@ -1268,7 +794,7 @@ def reward_scorer(model: str, **kwargs: Any) -> TextScorer:
         from transformers import AutoConfig
 
         try:
-            kind = _infer_kind(AutoConfig.from_pretrained(path))
+            kind = infer_kind(AutoConfig.from_pretrained(path))
         except (OSError, ValueError) as err:
             raise ValueError(f"unknown reward model {model!r}: not a packaged offline model, a local folder or a "
                              f"reachable hub id ({type(err).__name__})") from err
