@@ -7,7 +7,9 @@ fields in the model's chat template, the target after it, the loss on the target
 Training runs through the Hugging Face ``Trainer`` (bf16, gradient accumulation, gradient
 checkpointing, DeepSpeed through ``accelerate``), with early stopping on validation loss; a kill
 resumes from the last complete checkpoint, and the best model is published whole (LoRA adapters
-merged) into ``<run>/best``.
+merged) into ``<run>/best``. The rankers and the router share :mod:`blender_lib.training`; the fuser
+keeps the ``Trainer`` on purpose: a generative LM needs its causal/seq2seq collators, generation-time
+evaluation, LoRA merging and DeepSpeed, which transformers already does and that loop does not.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 from .checks import check_field_types, check_training_settings, config_from_dict
 from .io import JsonlCache, atomic_write_json
 from .judge import JudgeStats, judge_examples
-from .mixinstruct import BuildParams, score_with_cache
+from .metrics import MetricSettings, score_with_cache
 from .models import LoadedModel, accepts_logits_to_keep, freeze_lower_layers, has_chat_template, load_model, resolve_device
 from .paths import cache_dir
 from .persistence import existing_dir, replace_dir
@@ -592,15 +594,15 @@ def fuse_with_cache(fuser: GenFuser, items: Sequence[FusionItem], cache: JsonlCa
     return [Fused(text=cache.get(key)["text"], n_tokens=cache.get(key)["n_tokens"]) for key in keys]  # type: ignore[index]
 
 
-def score_added_candidate(examples: Sequence[dict], model: str, params: BuildParams, cache: JsonlCache) -> None:
+def score_added_candidate(examples: Sequence[dict], model: str, settings: MetricSettings, cache: JsonlCache) -> None:
     """Score the added candidate ``model`` of each example with the build's own reference metrics
     (same scorers, same cache scheme as the candidates were scored with), in place."""
     only_added = [{**ex, "candidates": [_added(ex, model)]} for ex in examples]
-    score_with_cache(only_added, params, cache)
+    score_with_cache(only_added, settings, cache)
 
 
 def released_fuser_examples(model: str, items: Sequence[FusionItem], examples: Sequence[Mapping[str, Any]],
-                            params: BuildParams, *, config: FuserConfig, fused_cache: JsonlCache, score_cache: JsonlCache,
+                            settings: MetricSettings, *, config: FuserConfig, fused_cache: JsonlCache, score_cache: JsonlCache,
                             name: str = "genfuser", dtype: str | None = "auto", **generation: Any) -> list[dict]:
     """A released fuser (the paper's ``llm-blender/gen_fuser_3b``), not trained here, on the same fusion
     inputs as ours (``config``'s budgets): copies of ``examples`` with its answer added as candidate
@@ -608,7 +610,7 @@ def released_fuser_examples(model: str, items: Sequence[FusionItem], examples: S
     fuser = GenFuser.from_model(replace(config, model=model), dtype=dtype)
     outputs = fuse_with_cache(fuser, items, fused_cache, f"released:{model}", **generation)
     augmented = with_added_candidate(examples, [f.text for f in outputs], name)
-    score_added_candidate(augmented, name, params, score_cache)
+    score_added_candidate(augmented, name, settings, score_cache)
     return augmented
 
 

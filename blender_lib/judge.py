@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from .io import JsonlCache
-from .models import LoadedModel, accepts_logits_to_keep
+from .models import LoadedModel, accepts_logits_to_keep, load_model, resolve_model_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -372,6 +372,49 @@ class JudgeStats:
     @property
     def first_position_rate(self) -> float:
         return self.position_first_preferred / self.decisive if self.decisive else float("nan")
+
+
+class LazyJudge:
+    """A judge built on first use: a fully cached run never loads a model or starts a server."""
+
+    def __init__(self, name: str, factory: Callable[[], Judge]) -> None:
+        self.name, self._factory, self._judge = name, factory, None
+        self.failures: list[str] = []
+
+    def judge(self, prompts: list[str]) -> list[Any]:
+        if self._judge is None:
+            self._judge = self._factory()
+        verdicts = self._judge.judge(prompts)
+        self.failures = list(getattr(self._judge, "failures", []))
+        return verdicts
+
+
+JUDGE_BACKENDS = ("logprob", "served", "openai")
+
+
+def make_judge(backend: str, model: str, base_url: str | None = None) -> tuple[LazyJudge, Callable[[], None]]:
+    """A judge and a function that releases what it holds (a local server). ``backend``:
+    ``"logprob"`` (a local causal LM's label log-probabilities), ``"served"`` (a local folder behind a
+    real OpenAI-compatible server started here) or ``"openai"`` (an OpenAI-compatible API at ``base_url``)."""
+    server: list[LocalJudgeServer] = []
+    if backend == "logprob":
+        factory = lambda: LogProbJudge(load_model(model, dtype="bf16"))  # noqa: E731
+    elif backend == "served":
+        folder, _ = resolve_model_path(model)
+
+        def factory() -> Judge:
+            server.append(LocalJudgeServer(folder).__enter__())
+            return OpenAIJudge(folder, base_url=server[0].base_url, max_tokens=8, max_concurrency=2)
+    elif backend == "openai":
+        factory = lambda: OpenAIJudge(model, base_url=base_url)  # noqa: E731
+    else:
+        raise ValueError(f"unknown judge backend {backend!r}; known: {list(JUDGE_BACKENDS)}")
+
+    def close() -> None:
+        for s in server:
+            s.stop()
+
+    return LazyJudge(f"{backend}:{model}", factory), close
 
 
 def verdict_key(judge_name: str, prompt: str) -> str:

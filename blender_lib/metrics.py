@@ -1,4 +1,4 @@
-"""Reference-based scores of candidates, through the well-kept libraries.
+"""Reference-based scores of candidates, through the well-kept libraries, and their disk cache.
 
 Score keys and ranges:
 
@@ -16,12 +16,16 @@ LLM-Blender's default), the log-likelihood score with SmolLM2-135M-Instruct (pap
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
+import json
 import math
 import re
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -431,6 +435,17 @@ def _model_scorers(
     return scorers
 
 
+def _metric_values(metric: str, hyps: list[str], refs: list[str], scorers: Mapping[str, Scorer],
+                   progress: bool) -> list[float]:
+    """One metric's scores for (hypothesis, reference) pairs: the one dispatch both scoring paths use."""
+    if metric == "bleu":
+        return _chunked(bleu, hyps, refs, "bleu", progress, 256)
+    if metric in ROUGE_TYPES:
+        rows = _chunked(lambda h, r: rouge(h, r, (metric,)), hyps, refs, metric, progress, 256)
+        return [row[metric] for row in rows]
+    return _chunked(scorers[metric], hyps, refs, metric, progress, 64)
+
+
 def score_candidates(
     examples: list[dict],
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -446,23 +461,64 @@ def score_candidates(
     scorer objects to reuse (default: :class:`BertScore`, :class:`LogLikelihoodScorer`, :class:`Bleurt`
     built on demand). Scores are written only after every metric has been computed, so a failure leaves
     the examples untouched. An empty candidate or a missing reference raises :class:`MetricError`.
+    :func:`score_with_cache` is the same scoring with a disk cache (what the book's builds use).
     """
     _check_metric_names(metrics)
     pairs = _collect_pairs(examples, metrics)
     scorers = _model_scorers(metrics, bertscore, loglik, bleurt)
     hyps = [cand["text"] for cand, _ in pairs]
     refs = [ref for _, ref in pairs]
-    results: dict[str, list[float]] = {}
-    if "bleu" in metrics:
-        results["bleu"] = _chunked(bleu, hyps, refs, "bleu", progress, 256)
-    rouge_types = [m for m in metrics if m in ROUGE_TYPES]
-    if rouge_types:
-        per_pair = _chunked(lambda h, r: rouge(h, r, rouge_types), hyps, refs, "rouge", progress, 256)
-        results.update({name: [scores[name] for scores in per_pair] for name in rouge_types})
-    for name, scorer in scorers.items():
-        results[name] = _chunked(scorer, hyps, refs, name, progress, 64)
+    results = {m: _metric_values(m, hyps, refs, scorers, progress) for m in metrics}
     _write_scores(pairs, results)
     return examples
+
+
+# --------------------------------------------------------------------------------------------
+# scoring a build's candidates with a disk cache
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Which reference metrics score candidates, and with which models: what a cached score is keyed by."""
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    encoder: str = "minilm-l6"  # BERTScore's encoder
+    bartscore_model: str = "smollm2-135m-instruct"  # BARTScore-style log-likelihood (reference -> hypothesis)
+
+    def metric_id(self, metric: str) -> str:
+        """A metric's cache identity: its name, and the model that computes it where there is one."""
+        if metric == "bertscore":
+            return f"bertscore:{self.encoder}"
+        if metric == "bartscore":
+            return f"bartscore:{self.bartscore_model}:ref->hyp"
+        return metric
+
+
+def score_with_cache(examples: Sequence[dict], settings: MetricSettings, cache: Any) -> tuple[int, float]:
+    """Fill every candidate's reference-metric scores, computing only the (metric, text, reference)
+    triples missing from ``cache`` (a :class:`blender_lib.io.JsonlCache`).
+
+    Returns (pairs computed, seconds). Scorers with a model load only when something is missing."""
+    pairs = [(c, ex["output"]) for ex in examples for c in ex["candidates"]]
+    computed, seconds = 0, 0.0
+    for metric in settings.metrics:
+        if metric not in KNOWN_METRICS or metric == "bleurt":
+            raise MetricError(f"metric {metric!r} is not supported by the build; known: {KNOWN_METRICS}")
+        metric_id = settings.metric_id(metric)
+        keys = [hashlib.sha256(json.dumps([metric_id, c["text"], ref]).encode()).hexdigest() for c, ref in pairs]
+        missing = [i for i, k in enumerate(keys) if cache.get(k) is None]
+        if missing:
+            start = time.perf_counter()
+            hyps, refs = [pairs[i][0]["text"] for i in missing], [pairs[i][1] for i in missing]
+            scorers = {"bertscore": lambda h, r: BertScore(settings.encoder)(h, r),
+                       "bartscore": lambda h, r: LogLikelihoodScorer(settings.bartscore_model, dtype="bf16")(h, r)}
+            values = _metric_values(metric, hyps, refs, scorers, False)
+            cache.add_batch([{"key": keys[i], "metric": metric_id, "value": float(v)} for i, v in zip(missing, values)])
+            seconds += time.perf_counter() - start
+            computed += len(missing)
+        for (candidate, _), key in zip(pairs, keys):
+            candidate["scores"][metric] = cache.get(key)["value"]
+    return computed, seconds
 
 
 def _write_scores(pairs: list[tuple[dict, str]], results: Mapping[str, list[float]]) -> None:

@@ -13,9 +13,9 @@ import hashlib
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,9 @@ from . import data as data_lib
 from . import metrics as metrics_lib
 from .generate import GenerationStats, generate_candidates, pool_configs
 from .io import JsonlCache, atomic_write_json, atomic_write_text
+from .judge import JudgeStats, judge_examples, known_answer_accuracy, make_judge
+from .metrics import MetricSettings, score_with_cache
 from .models import add_token_counts
-from .judge import Judge, JudgeStats, LocalJudgeServer, LogProbJudge, OpenAIJudge, judge_examples, known_answer_accuracy
 from .paths import data_dir
 
 RETRIEVAL_MODEL_NAME = "retrieval-minilm"
@@ -64,6 +65,10 @@ class BuildParams:
         unknown = [s for s in self.judge_splits if s not in self.split_sizes]
         if unknown:
             raise ValueError(f"judge_splits {unknown} are not splits of this build ({sorted(self.split_sizes)})")
+
+    def metric_settings(self) -> MetricSettings:
+        """The reference metrics the build scores candidates with (what their cached scores are keyed by)."""
+        return MetricSettings(tuple(self.metrics), self.encoder, self.bartscore_model)
 
     def key(self) -> str:
         """A short hash of the parameters: the built dataset is reused only when it matches."""
@@ -161,96 +166,9 @@ def drop_examples_with_empty_candidates(splits: dict[str, list[dict]]) -> list[t
     return skipped
 
 
-def _metric_id(metric: str, params: BuildParams) -> str:
-    if metric == "bertscore":
-        return f"bertscore:{params.encoder}"
-    if metric == "bartscore":
-        return f"bartscore:{params.bartscore_model}:ref->hyp"
-    return metric
-
-
-def score_with_cache(
-    examples: Sequence[dict],
-    params: BuildParams,
-    cache: JsonlCache,
-) -> tuple[int, float]:
-    """Fill every candidate's reference-metric scores, computing only pairs missing from the cache.
-
-    Returns (pairs computed, seconds). Scorers with a model load it only when needed.
-    """
-    pairs = [(c, ex["output"]) for ex in examples for c in ex["candidates"]]
-    computed, seconds = 0, 0.0
-    scorers: dict[str, Callable[[list[str], list[str]], list[float]]] = {
-        "bleu": metrics_lib.bleu,
-        "bertscore": lambda h, r: metrics_lib.BertScore(params.encoder)(h, r),
-        "bartscore": lambda h, r: metrics_lib.LogLikelihoodScorer(params.bartscore_model, dtype="bf16")(h, r),
-    }
-    for metric in params.metrics:
-        metric_id = _metric_id(metric, params)
-        keys = [hashlib.sha256(json.dumps([metric_id, c["text"], ref]).encode()).hexdigest() for c, ref in pairs]
-        missing = [i for i, k in enumerate(keys) if cache.get(k) is None]
-        if missing:
-            start = time.perf_counter()
-            hyps, refs = [pairs[i][0]["text"] for i in missing], [pairs[i][1] for i in missing]
-            if metric.startswith("rouge"):
-                values = [row[metric] for row in metrics_lib.rouge(hyps, refs)]
-            elif metric in scorers:
-                values = scorers[metric](hyps, refs)
-            else:
-                raise metrics_lib.MetricError(f"metric {metric!r} is not supported by the build; known: {metrics_lib.KNOWN_METRICS}")
-            cache.add_batch([{"key": keys[i], "metric": metric_id, "value": float(v)} for i, v in zip(missing, values)])
-            seconds += time.perf_counter() - start
-            computed += len(missing)
-        for (candidate, _), key in zip(pairs, keys):
-            candidate["scores"][metric] = cache.get(key)["value"]  # type: ignore[index]
-    return computed, seconds
-
-
-class LazyJudge:
-    """A judge built on first use: a fully cached run never loads a model or starts a server."""
-
-    def __init__(self, name: str, factory: Callable[[], Judge]) -> None:
-        self.name, self._factory, self._judge = name, factory, None
-        self.failures: list[str] = []
-
-    def judge(self, prompts: list[str]) -> list[Any]:
-        if self._judge is None:
-            self._judge = self._factory()
-        verdicts = self._judge.judge(prompts)
-        self.failures = list(getattr(self._judge, "failures", []))
-        return verdicts
-
-
-def make_judge(params: BuildParams) -> tuple[LazyJudge, Callable[[], None]]:
-    """The judge of a build and a function that releases what it holds (a local server)."""
-    from .models import load_model, resolve_model_path
-
-    server: list[LocalJudgeServer] = []
-    if params.judge_backend == "logprob":
-        factory = lambda: LogProbJudge(load_model(params.judge_model, dtype="bf16"))  # noqa: E731
-        name = f"logprob:{params.judge_model}"
-    elif params.judge_backend == "served":
-        folder, _ = resolve_model_path(params.judge_model)
-
-        def factory() -> Judge:
-            server.append(LocalJudgeServer(folder).__enter__())
-            return OpenAIJudge(folder, base_url=server[0].base_url, max_tokens=8, max_concurrency=2)
-
-        name = f"served:{params.judge_model}"
-    else:
-        factory = lambda: OpenAIJudge(params.judge_model, base_url=params.judge_base_url)  # noqa: E731
-        name = f"openai:{params.judge_model}"
-
-    def close() -> None:
-        for s in server:
-            s.stop()
-
-    return LazyJudge(name, factory), close
-
-
 def known_answer_check(params: BuildParams, examples: list[dict], cache: JsonlCache, *, n: int, seed: int = 0) -> dict[str, float]:
     """Known-answer accuracy (see :func:`blender_lib.judge.known_answer_accuracy`) of the build's judge."""
-    judge, close = make_judge(params)
+    judge, close = make_judge(params.judge_backend, params.judge_model, params.judge_base_url)
     try:
         return known_answer_accuracy(examples, judge, cache, n=n, seed=seed)
     finally:
@@ -262,7 +180,7 @@ def served_judge_check(
 ) -> dict[str, Any]:
     """Re-judge the first ``n_examples`` judged examples through a real local OpenAI-compatible server
     (the code path OpenAI and vLLM use) and compare its combined verdicts with those stored."""
-    judge, close = make_judge(replace(params, judge_backend="served"))
+    judge, close = make_judge("served", params.judge_model)
     subset = copy.deepcopy(judged[:n_examples])
     try:
         stats = judge_examples(subset, judge, cache, progress=False)
@@ -321,10 +239,10 @@ def build_mixinstruct(
     all_examples = [ex for part in splits.values() for ex in part]
 
     report.metric_pairs_computed, report.metric_seconds = score_with_cache(
-        all_examples, params, JsonlCache.open(cache_dir / "scores.jsonl")
+        all_examples, params.metric_settings(), JsonlCache.open(cache_dir / "scores.jsonl")
     )
 
-    judge, close = make_judge(params)
+    judge, close = make_judge(params.judge_backend, params.judge_model, params.judge_base_url)
     try:
         judged = [ex for name in params.judge_splits for ex in splits[name]]
         judge_stats: JudgeStats = judge_examples(
@@ -551,7 +469,7 @@ def import_published(params: BuildParams, *, cache_dir: Path, out_dir: Path) -> 
             if metric in candidate["scores"]:
                 candidate["scores"][f"paper_{metric}"] = candidate["scores"].pop(metric)
     report.metric_pairs_computed, report.metric_seconds = score_with_cache(
-        everything, params, JsonlCache.open(cache_dir / "scores.jsonl"))
+        everything, params.metric_settings(), JsonlCache.open(cache_dir / "scores.jsonl"))
     report.judge = published_judge_record(splits, params.judge_splits)
     report.failed_requests = {"generation": 0, "judge": 0}
     report.sizes = {name: len(part) for name, part in splits.items()}

@@ -181,3 +181,13 @@ def test_table2_judge_columns_show_both_tie_rules_for_the_bases_in_the_pool_only
     ours = {"candidates": [{"model": "a"}, {"model": "b"}], "cmp_results": {"a,b": "A is better"}}
     assert list(J.table2_judge_columns([ours], {"first": [0]}).columns) == ["GPT-Rank", "Top-1 %", "Top-2 %", "Top-3 %",
                                                                             "judged examples"]
+
+
+def test_make_judge_names_its_backend_and_refuses_an_unknown_one() -> None:
+    from blender_lib.judge import LazyJudge, make_judge
+
+    judge, close = make_judge("openai", "gpt-4o-mini", "http://127.0.0.1:9/v1")
+    assert isinstance(judge, LazyJudge) and judge.name == "openai:gpt-4o-mini"  # the name keys the verdict cache
+    close()
+    with pytest.raises(ValueError, match=r"unknown judge backend 'gpt4'; known: \['logprob', 'served', 'openai'\]"):
+        make_judge("gpt4", "x")

@@ -279,3 +279,28 @@ def test_a_scorer_returning_the_wrong_number_of_scores_writes_nothing(make_examp
     with pytest.raises(MetricError, match=r"bertscore: the scorer returned 1 scores for 5 candidates"):
         metrics.score_candidates(examples, ("bleu", "bertscore"), bertscore=lambda h, r: [0.5], progress=False)
     assert examples == before
+
+
+# --------------------------------------------------------------------------------------------
+# score_with_cache: the build's scoring, computing only what its disk cache lacks
+
+
+def test_score_with_cache_computes_only_missing_triples_and_keys_models_into_the_cache(make_example, tmp_path) -> None:
+    from blender_lib.io import JsonlCache
+
+    settings = metrics.MetricSettings(("bleu", "rougeL"))
+    assert settings.metric_id("bertscore") == "bertscore:minilm-l6"  # the key older caches were written with
+    assert settings.metric_id("bartscore") == "bartscore:smollm2-135m-instruct:ref->hyp"
+    examples = [make_example("a", texts=["Paris is the capital of France.", "Lyon."])]
+    cache = JsonlCache.open(tmp_path / "scores.jsonl")
+    computed, _ = metrics.score_with_cache(examples, settings, cache)
+    assert computed == 4
+    scores = [dict(c["scores"]) for c in examples[0]["candidates"]]
+    assert scores[0]["bleu"] == pytest.approx(100.0) and scores[0]["rougeL"] == pytest.approx(1.0)
+    fresh = [make_example("a", texts=["Paris is the capital of France.", "Lyon."])]
+    again, _ = metrics.score_with_cache(fresh, settings, JsonlCache.open(tmp_path / "scores.jsonl"))
+    assert again == 0 and [c["scores"] for c in fresh[0]["candidates"]] == scores  # read back, not recomputed
+    assert metrics.score_candidates(fresh, ("bleu", "rougeL"), progress=False)[0]["candidates"][1]["scores"] == \
+        pytest.approx(scores[1])  # the in-memory path gives the same numbers
+    with pytest.raises(metrics.MetricError, match="'bleurt' is not supported by the build"):
+        metrics.score_with_cache(fresh, metrics.MetricSettings(("bleurt",)), cache)

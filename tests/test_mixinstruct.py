@@ -109,7 +109,7 @@ def test_the_build_report_counts_requests_that_failed_after_retries(tmp_path, mo
     judges = [FlakyJudge(4), FlakyJudge(None)]
     monkeypatch.setattr(mixinstruct, "generate_candidates", fake_generate)
     monkeypatch.setattr(mixinstruct, "score_with_cache", lambda *a, **k: (0, 0.0))
-    monkeypatch.setattr(mixinstruct, "make_judge", lambda params: (judges.pop(0), lambda: None))
+    monkeypatch.setattr(mixinstruct, "make_judge", lambda *args: (judges.pop(0), lambda: None))
     seeds = data.load_seed_instructions()[::60][:7]
     params = _params(retrieval_candidate=False)
     build = lambda out: build_mixinstruct(params, cache_dir=tmp_path / "cache", out_dir=tmp_path / out,  # noqa: E731
