@@ -1,8 +1,11 @@
-"""One setup call at the top of every chapter: parameter checks, seeds, threads, quiet logs, PNG figures."""
+"""One setup call at the top of every chapter (parameter checks, seeds, threads, quiet logs, PNG figures),
+and :func:`show_source`, which shows a method's core from the library as the reader's excerpt."""
 
 from __future__ import annotations
 
+import inspect
 import logging
+import textwrap
 import os
 import random
 import warnings
@@ -99,3 +102,18 @@ def setup_notebook(seed: int = 0, *, threads: int | None = None, check: bool = T
         "threads": torch.get_num_threads(),
         "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
     }
+
+
+def source_excerpt(*objects: Any) -> str:
+    """The source code of functions, methods or classes as they are in the library, one after the other."""
+    if not objects:
+        raise ValueError("name at least one function, method or class to show")
+    return "\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for obj in objects)
+
+
+def show_source(*objects: Any) -> None:
+    """Display :func:`source_excerpt` as a highlighted code block: the chapter shows the very code
+    that ran (the d2l way), never a copy that could drift from it."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"```python\n{source_excerpt(*objects)}\n```"))

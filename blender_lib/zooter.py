@@ -122,6 +122,17 @@ class RewardSource:
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.compute(examples)
 
+    @property
+    def kind(self) -> str:
+        """``"metric"``, ``"scorer"`` or ``"pairranker"``: the part of the spec before the colon."""
+        return self.spec.partition(":")[0].strip()
+
+    @property
+    def model(self) -> str | None:
+        """The model or folder the spec names (None for a metric, or a PairRanker passed as ``ranker=``)."""
+        name = self.spec.partition(":")[2].strip()
+        return name if self.kind != "metric" and name else None
+
 
 def reward_source(spec: str, *, ranker: PairRankerModel | None = None, device: str | torch.device = "auto",
                   batch_size: int | None = None, **scorer_kwargs: Any) -> RewardSource:
@@ -291,6 +302,26 @@ def cluster_tags(texts: Sequence[str], k: int, seed: int = 0, encoder: str | Loa
     raw = KMeans(n_clusters=int(k), random_state=seed, n_init=10).fit_predict(vectors)
     renumber: dict[int, int] = {}
     return [renumber.setdefault(int(c), len(renumber)) for c in raw]
+
+
+TAG_KINDS = ("data", "cluster")
+
+
+def split_tags(kind: str, parts: Sequence[Sequence[Mapping[str, Any]]], *, n_clusters: int = 8,
+               seed: int = 0) -> list[list[Any]]:
+    """The tags of each part's queries (train, val, test, ...): ``"data"``, the examples' own tags
+    (:func:`data_tags`), or ``"cluster"``, KMeans over the queries of all parts at once
+    (:func:`cluster_tags`), so that a cluster id means the same thing in every part."""
+    if kind == "data":
+        return [list(data_tags(part)) for part in parts]
+    if kind == "cluster":
+        clusters = cluster_tags([source_text(ex) for part in parts for ex in part], n_clusters, seed)
+        out, start = [], 0
+        for part in parts:
+            out.append(clusters[start : start + len(part)])
+            start += len(part)
+        return out
+    raise ValueError(f"tags must be one of {list(TAG_KINDS)}, got {kind!r}")
 
 
 def _tag_sets(tags: Sequence[Any], n: int) -> list[tuple[Any, ...]]:
@@ -650,6 +681,16 @@ def beta_sweep(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequen
     enhanced = {float(b): enhance_labels(labels_train, tags, b) for b in betas}  # all validated before training
     return {b: train_router(train_examples, val_examples, labels, labels_val, config, progress=progress)
             for b, labels in enhanced.items()}
+
+
+def choose_beta(val_rank: Mapping[float, float]) -> tuple[float, list[float]]:
+    """The beta of the lowest validation rank of the routed model, and every beta tied with it (by
+    ``np.isclose``). Of tied betas the smallest wins: no enhancement unless validation asks for it."""
+    if not val_rank:
+        raise ValueError("no betas to choose from")
+    values = np.array(list(val_rank.values()), dtype=float)
+    tied = sorted(float(b) for b, close in zip(val_rank, np.isclose(values, values.min())) if close)
+    return tied[0], tied
 
 
 def _candidate_models(router: RouterModel, examples: Sequence[Mapping[str, Any]]) -> list[list[str]]:

@@ -503,3 +503,20 @@ def test_tag_table_lists_tags_by_size_with_their_mean_labels():
     np.testing.assert_allclose(table.loc["b (2)"], [0.25, 0.75])
     with pytest.raises(ValueError, match="3 model names"):
         Z.tag_table(labels, ["a", "b", "b"], ["m1", "m2", "m3"])
+
+
+def test_choose_beta_takes_the_smallest_of_tied_best_and_split_tags_keeps_parts_apart():
+    assert Z.choose_beta({0.0: 1.8, 0.1: 1.7, 0.3: 1.7 + 1e-12, 0.5: 2.0}) == (0.1, [0.1, 0.3])
+    assert Z.choose_beta({0.7: 1.5, 0.3: 1.5}) == (0.3, [0.3, 0.7])  # smallest, whatever the order given
+    with pytest.raises(ValueError, match="no betas"):
+        Z.choose_beta({})
+    parts = [train_examples()[:3], train_examples()[3:5]]
+    tags = Z.split_tags("data", parts)
+    assert [len(t) for t in tags] == [3, 2] and tags[0] == Z.data_tags(parts[0])
+    with pytest.raises(ValueError, match=r"tags must be one of \['data', 'cluster'\], got 'kmeans'"):
+        Z.split_tags("kmeans", parts)
+
+
+def test_a_reward_source_names_its_kind_and_model():
+    source = Z.reward_source("metric:bleu")
+    assert (source.kind, source.model, source.reads_reference) == ("metric", None, True)
