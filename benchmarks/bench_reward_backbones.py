@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from blender_lib import frozen_heads, preferences, reward_model
+from blender_lib import analysis, frozen_heads, preferences, reward_model
 from blender_lib import real_data as rd
+from blender_lib.cross_validation import best_single_selections
 from blender_lib.models import token_lengths
 
 ERA_POOL = ["alpaca-7b", "vicuna-13b", "falcon-40b-instruct", "guanaco-65b", "llama-2-7b-chat-hf", "oasst-rlhf-llama-33b",
@@ -62,7 +63,7 @@ def run_variant(encoder: str, max_length: int, pool: list[dict], prefs: list, sa
                                                   features="text+model+length")
     pair = frozen_heads.cross_validate_pair_head(pool, prefs, cache, features=rm.features, folds=2, seed=SEED)
     fold_of = {ex["id"]: reward_model.example_fold(ex, 2, SEED) for ex in pool}
-    best, _ = rd.best_single_selections(pool, fold_of)
+    best, _ = best_single_selections(pool, fold_of)
     return {
         "encoder": encoder, "max_length": max_length,
         **window_coverage(encoder, max_length, [c["text"] for ex in pool for c in ex["candidates"]]),
@@ -70,9 +71,9 @@ def run_variant(encoder: str, max_length: int, pool: list[dict], prefs: list, sa
         "head training pairs/s": float(np.mean([r.rows_per_second for r in pair.reports.values()])),
         "reward model held-out pairwise accuracy %": 100 * float(np.mean([c[-1]["held-out pairwise accuracy"] for c in rm.curves.values()])),
         "PairRanker head held-out pairwise accuracy %": 100 * float(np.mean([r.curve[-1]["held-out"] for r in pair.reports.values()])),
-        "RMR win rate %": rd.win_rate_vs_reference(pool, [int(np.argmax(s)) for s in rm.scores]),
-        "PairRanker head (bubble) win rate %": rd.win_rate_vs_reference(pool, pair.bubble_selections),
-        "best single win rate %": rd.win_rate_vs_reference(pool, best),
+        "RMR win rate %": analysis.win_rate_vs_reference(pool, [int(np.argmax(s)) for s in rm.scores]),
+        "PairRanker head (bubble) win rate %": analysis.win_rate_vs_reference(pool, pair.bubble_selections),
+        "best single win rate %": analysis.win_rate_vs_reference(pool, best),
     }
 
 

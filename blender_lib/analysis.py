@@ -3,17 +3,31 @@
 All functions take examples in the MixInstruct schema and return pandas objects, so notebooks
 only display them. Tie rule everywhere: GPT-Rank is a competition ranking, so tied candidates
 share the better rank; "rank 1" therefore counts every candidate tied for the top.
+
+The last section serves the real-LLM chapters (pure numpy and pandas): :func:`preference_agreement`
+(does a method order candidate pairs as GPT-4 / the gold label does) with :func:`agreement_table`
+(Wilson intervals) and :func:`paired_agreement_gap`; :func:`win_rate_vs_reference` (the AlpacaEval win
+rate of a selector that picks one candidate per prompt), :func:`candidate_win_rates`,
+:func:`oracle_selections` and :func:`word_counts`; :func:`win_rate_table` and :func:`paired_gap`
+(bootstrap intervals over prompts); :func:`claim` for a chapter's claims table.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .data import DataError
 from .judge import gpt_ranks, ranks_from_scores
+from .real_data import PREF_SCORE
+from .scales import ScoreScale, scale_of
 
 HIGHER_IS_BETTER = True  # every metric we store (BLEU, ROUGE, BERTScore, log-likelihood) grows with quality
 
@@ -327,3 +341,258 @@ def comparison_budget_curve(matrices: Sequence[np.ndarray], quality: Sequence[np
             bubble_picks.append(int(order[bubble_winner(m[np.ix_(order, order)])]))
         record("bubble", n - 1, bubble_picks)
     return pd.DataFrame(rows).groupby(["aggregation", "pairs", "model passes"], as_index=False).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# real LLMs judged by GPT-4 or people (chapter 6 on): agreement with the gold order, win rates
+# against the reference, bootstrap and Wilson intervals, and the claims they support
+
+
+def _check_scores(examples: Sequence[Mapping[str, Any]], scores: Sequence[Any]) -> list[np.ndarray]:
+    """Per example, a vector (one score per candidate, higher is better) or a pairwise model's N x N
+    matrix (M[i, j] > M[j, i]: i preferred to j); see :func:`_prefers`."""
+    if len(scores) != len(examples):
+        raise ValueError(f"got scores for {len(scores)} examples but {len(examples)} examples")
+    out = []
+    for n, (ex, s) in enumerate(zip(examples, scores)):
+        s = np.asarray(s, dtype=float)
+        size = len(ex["candidates"])
+        if s.shape not in ((size,), (size, size)):
+            raise ValueError(f"example {ex.get('id', n)!r}: {s.shape} scores for {size} candidates "
+                             f"(one per candidate, or a pair matrix of {size} x {size})")
+        if not np.isfinite(s).all():
+            raise ValueError(f"example {ex.get('id', n)!r}: scores must be finite, got {s.tolist()}")
+        out.append(s)
+    return out
+
+
+def candidate_scores(ex: Mapping[str, Any], key: str = PREF_SCORE) -> np.ndarray:
+    """One stored score of every candidate of an example, or a :class:`DataError` naming what lacks it."""
+    values = []
+    for c in ex["candidates"]:
+        if key not in c.get("scores", {}):
+            raise DataError(f"example {ex.get('id')!r}: candidate {c.get('model')!r} has no score {key!r} "
+                            f"(has {sorted(c.get('scores', {}))})")
+        values.append(float(c["scores"][key]))
+    return np.array(values)
+
+
+def _gold_pairs(ex: Mapping[str, Any], gold: str) -> list[tuple[int, int, int]]:
+    """(i, j, +1 if i is better / -1 if j is / 0 a tie) for each gold-labelled candidate pair."""
+    if gold == "cmp_results":
+        index = {c["model"]: k for k, c in enumerate(ex["candidates"])}
+        sign = {"A is better": 1, "B is better": -1, "Same good": 0, "Same bad": 0}
+        pairs = []
+        for key, label in ex.get("cmp_results", {}).items():
+            a, b = key.split(",")
+            pairs.append((index[a], index[b], sign[label]))
+        return pairs
+    values = candidate_scores(ex, gold)
+    return [(i, j, int(np.sign(values[i] - values[j])))
+            for i, j in itertools.combinations(range(len(values)), 2)]
+
+
+def _prefers(scores: np.ndarray, i: int, j: int) -> float:
+    """How much a method prefers candidate i to j: s[i] - s[j] for per-candidate scores, M[i, j] - M[j, i]
+    for a pair matrix (a pairwise model's own verdict on that pair, not an aggregate)."""
+    return float(scores[i] - scores[j]) if scores.ndim == 1 else float(scores[i, j] - scores[j, i])
+
+
+def preference_agreement(examples: Sequence[Mapping[str, Any]], scorer_scores: Sequence[Any], *,
+                         gold: str = "cmp_results") -> dict[str, float]:
+    """How often a method orders a candidate pair as the gold label does.
+
+    ``scorer_scores[k]`` gives one score per candidate of example k (higher = better: a metric, our
+    judge's or PairRanker's scores), or a pairwise model's N x N matrix of example k. ``gold="cmp_results"`` reads the examples' pairwise labels (LLMBar's
+    gold label, AlpacaEval's derived ones); any other value names a per-candidate score whose order is
+    the gold one (``"gpt4_pref"``: a pair counts where GPT-4 judged the two differently against the
+    reference). Gold ties ("Same good/bad", equal scores) and method ties (equal scores) are left out
+    and counted. Returns ``agreement`` (share of decisive pairs agreed on; chance is 0.5; NaN without
+    any), ``n_pairs``, ``n_agree``, ``n_gold_ties``, ``n_method_ties``.
+    """
+    scores = _check_scores(examples, scorer_scores)
+    agree = decisive = gold_ties = method_ties = 0
+    for ex, s in zip(examples, scores):
+        for i, j, sign in _gold_pairs(ex, gold):
+            if sign == 0:
+                gold_ties += 1
+            elif _prefers(s, i, j) == 0:
+                method_ties += 1
+            else:
+                decisive += 1
+                agree += int(np.sign(_prefers(s, i, j))) == sign
+    return {"agreement": agree / decisive if decisive else float("nan"), "n_pairs": decisive, "n_agree": agree,
+            "n_gold_ties": gold_ties, "n_method_ties": method_ties}
+
+
+def paired_agreement_gap(examples: Sequence[Mapping[str, Any]], scores_a: Sequence[Any], scores_b: Sequence[Any], *,
+                         gold: str = "cmp_results", n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(gap, CI low, CI high) in points between two methods' agreement with the gold order, on the *same*
+    decisive gold pairs: a method's tie counts half (so neither method drops pairs the other keeps), and
+    the 95% interval is a percentile bootstrap over examples (prompts), paired."""
+    a_scores, b_scores = _check_scores(examples, scores_a), _check_scores(examples, scores_b)
+    per_example = []
+    for ex, a, b in zip(examples, a_scores, b_scores):
+        credit = [tuple(0.5 if _prefers(s, i, j) == 0 else float(np.sign(_prefers(s, i, j)) == sign) for s in (a, b))
+                  for i, j, sign in _gold_pairs(ex, gold) if sign != 0]
+        per_example.append(np.array(credit).reshape(-1, 2))
+    counts = np.array([len(c) for c in per_example], dtype=float)
+    diffs = np.array([(c[:, 0] - c[:, 1]).sum() for c in per_example])
+    if counts.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    resample = np.random.default_rng(seed).integers(0, len(examples), size=(n_boot, len(examples)))
+    boot = 100 * diffs[resample].sum(axis=1) / np.maximum(counts[resample].sum(axis=1), 1)
+    return float(100 * diffs.sum() / counts.sum()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default); (NaN, NaN) without trials."""
+    if trials <= 0:
+        return float("nan"), float("nan")
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return centre - half, centre + half
+
+
+def agreement_table(examples: Sequence[Mapping[str, Any]], methods: Mapping[str, Sequence[Any]], *,
+                    gold: str = "cmp_results") -> pd.DataFrame:
+    """:func:`preference_agreement` of each method (name -> scores per example) as one table: agreement
+    in percent, decisive pairs compared, and the pairs the method could not order (its ties)."""
+    rows = {}
+    for name, scores in methods.items():
+        found = preference_agreement(examples, scores, gold=gold)
+        low, high = wilson_interval(found["n_agree"], found["n_pairs"])
+        rows[name] = {"agreement %": 100 * found["agreement"], "CI low": 100 * low, "CI high": 100 * high,
+                      "pairs": found["n_pairs"], "method ties": found["n_method_ties"]}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+    return table
+
+
+def _picked_scores(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], key: str) -> np.ndarray:
+    """The ``key`` score of each selected candidate, NaN where that candidate has none (an unscored
+    model's answer: its quality is unknown, so it counts in no mean)."""
+    if len(selections) != len(examples):
+        raise ValueError(f"got {len(selections)} selections for {len(examples)} examples")
+    if not examples:
+        raise ValueError("no examples")
+    picked = []
+    for n, (ex, k) in enumerate(zip(examples, selections)):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < len(ex["candidates"]):
+            raise ValueError(f"example {ex.get('id', n)!r}: selection {k!r} is not a candidate index "
+                             f"(0..{len(ex['candidates']) - 1})")
+        picked.append(float(ex["candidates"][k]["scores"].get(key, np.nan)))
+    return np.array(picked)
+
+
+def win_rate_vs_reference(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], *,
+                          key: str = PREF_SCORE, scale: str | ScoreScale = "probability") -> float:
+    """The mean ``key`` score of the selected candidates, in ``scale``'s unit: for AlpacaEval's
+    ``gpt4_pref`` (a share) the win rate in percent, draws counting half as on the leaderboard; for a
+    1-10 score the mean score. Picks of unscored candidates count in neither the sum nor the count."""
+    picked = _picked_scores(examples, selections, key)
+    if np.isnan(picked).all():
+        raise DataError(f"none of the {len(picked)} selected candidates has a score {key!r}")
+    return float(scale_of(scale).display(np.nanmean(picked)))
+
+
+def oracle_selections(examples: Sequence[Mapping[str, Any]], *, key: str = PREF_SCORE) -> list[int]:
+    """The candidate with the highest ``key`` score per example (the first on a tie; unscored candidates
+    are never chosen unless none is scored): an upper bound that has read the judgments."""
+    return [int(np.argmax([c["scores"].get(key, -np.inf) for c in ex["candidates"]])) for ex in examples]
+
+
+def candidate_win_rates(examples: Sequence[Mapping[str, Any]], *, key: str = PREF_SCORE,
+                        scale: str | ScoreScale = "probability") -> pd.Series:
+    """Each candidate model's mean ``key`` score on exactly these examples (a win rate in percent for a
+    share), best first: the single-model rows beside an ensemble's :func:`win_rate_vs_reference`. A
+    model's unscored answers and the examples it does not answer count in none of its means."""
+    totals: dict[str, list[float]] = defaultdict(list)
+    for ex in examples:
+        for c in ex["candidates"]:
+            if key in c["scores"]:
+                totals[c["model"]].append(float(c["scores"][key]))
+    shown = scale_of(scale)
+    rates = pd.Series({m: float(shown.display(np.mean(v))) for m, v in totals.items()}, name="win_rate", dtype=float)
+    return rates.sort_values(ascending=False, kind="stable")
+
+
+def word_counts(examples: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+    """Each candidate's length in words: the selector "longest answer" and a preference baseline
+    (GPT-4 and people both tend to prefer the longer of two answers)."""
+    return [np.array([len(c["text"].split()) for c in ex["candidates"]], dtype=float) for ex in examples]
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """Each resample's mean over its scored picks; NaN for a resample with none (percentiles skip it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=1)
+
+
+def win_rate_table(examples: Sequence[Mapping[str, Any]], selections: Mapping[str, Sequence[int]], *,
+                   against: str | None = None, n_boot: int = 2000, seed: int = 0,
+                   key: str = PREF_SCORE, scale: str | ScoreScale = "probability") -> pd.DataFrame:
+    """Each selector's mean ``key`` score in ``scale``'s unit (the AlpacaEval win rate in percent by
+    default; a 1-10 score as it is) with a 95% percentile-bootstrap interval over prompts; with
+    ``against`` (a selector's name), each one's gap to it, bootstrapped on the same resampled prompts (a
+    paired interval: it excludes 0 only when the gap is more than prompt-sampling noise). A pick of an
+    unscored candidate counts in no mean (nor its prompt in that gap); a column then says how many."""
+    if not selections:
+        raise ValueError("no selections")
+    if against is not None and against not in selections:
+        raise ValueError(f"against={against!r} is not one of the selectors {list(selections)}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    shown = scale_of(scale)
+    picked = {name: shown.display(_picked_scores(examples, chosen, key)) for name, chosen in selections.items()}
+    resample = np.random.default_rng(seed).integers(0, len(examples), size=(n_boot, len(examples)))
+    rows = {}
+    for name, values in picked.items():
+        if np.isnan(values).all():
+            raise DataError(f"selector {name!r}: none of its picks has a score {key!r}")
+        boot = _nanmean_rows(values[resample])
+        row = {shown.unit(key): float(np.nanmean(values)), "CI low": float(np.nanpercentile(boot, 2.5)),
+               "CI high": float(np.nanpercentile(boot, 97.5))}
+        if against is not None:
+            gap = values - picked[against]
+            gaps = _nanmean_rows(gap[resample])
+            row.update({f"gap to {against} ({shown.gap_unit()})": float(np.nanmean(gap)),
+                        "gap CI low": float(np.nanpercentile(gaps, 2.5)), "gap CI high": float(np.nanpercentile(gaps, 97.5))})
+        unscored = int(np.isnan(values).sum())
+        if unscored:
+            row["picks without a score"] = unscored
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "selector"
+    table.attrs["prompts"] = len(examples)
+    return table
+
+
+def paired_gap(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], baseline: Sequence[int], *,
+               n_boot: int = 2000, seed: int = 0, key: str = PREF_SCORE) -> tuple[float, float, float]:
+    """(gap, CI low, CI high) in points of win rate between two selectors on the same prompts, with a
+    paired percentile-bootstrap 95% interval (the rows of :func:`win_rate_table`'s gap columns)."""
+    table = win_rate_table(examples, {"a": selections, "b": baseline}, against="b", n_boot=n_boot, seed=seed, key=key)
+    row = table.loc["a"]
+    return float(row["gap to b (pts)"]), float(row["gap CI low"]), float(row["gap CI high"])
+
+
+def claim(text: str, estimate: float, low: float, high: float, *, threshold: float = 0.0,
+          unit: str = "pts") -> dict[str, Any]:
+    """One row of a chapter's claims table: the claim holds when ``estimate > threshold``; it holds
+    beyond sampling noise when the whole 95% interval does (and fails beyond noise when the whole
+    interval is at or below the threshold)."""
+    values = (estimate, low, high)
+    if any(isinstance(v, float) and math.isnan(v) for v in values):
+        verdict = "not measured"
+    elif low > threshold:
+        verdict = "holds"
+    elif high <= threshold:
+        verdict = "fails"
+    else:
+        verdict = "within noise"
+    return {"claim": text, "estimate": f"{estimate:+.1f} {unit}" if unit == "pts" else f"{estimate:.1f} {unit}",
+            "95% interval": f"[{low:.1f}, {high:.1f}]", "holds (estimate)": bool(estimate > threshold),
+            "verdict": verdict}

@@ -1,5 +1,7 @@
-"""Command line: ``blender-book run [CHAPTERS] --params FILE -p key=value --out runs/NAME``,
-``blender-book chapters``, ``blender-book train pairranker`` and ``blender-book fetch-data``."""
+"""The ``blender-book`` command line: run chapters, list them, train PairRanker, fetch chapter 6's data.
+
+``blender-book run [CHAPTERS] --params FILE -p key=value --out runs/NAME``, ``blender-book
+chapters``, ``blender-book train pairranker`` and ``blender-book fetch-data``."""
 
 from __future__ import annotations
 

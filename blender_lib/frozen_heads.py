@@ -486,7 +486,8 @@ def compare_held_out(pool: Sequence[Mapping[str, Any]], prefs: Sequence[Preferen
     ``reward``: a finished :func:`reward_model.cross_validate_reward_model` on this pool and these
     folds (else it is run here with ``reward_settings``)."""
     from .selectors import random_scores
-    from .real_data import best_single_selections, oracle_selections, word_counts
+    from .analysis import oracle_selections, word_counts
+    from .cross_validation import best_single_selections
     from .reward_model import TrainingSettings, cross_validate_reward_model
     from .zooter import data_tags, metric_rewards
 

@@ -1,5 +1,7 @@
-"""GenFuser: a generator that reads the instruction and the top-K ranked candidates and writes one
-better answer (LLM-Blender, Section 3.3), and ``blend``: PairRanker top-K -> GenFuser in one call.
+"""GenFuser (LLM-Blender, Section 3.3): fuse the top-K ranked candidates into one better answer.
+
+A generator reads the instruction and the top-K candidates and writes one answer; ``blend`` is
+PairRanker top-K -> GenFuser in one call.
 
 Two model families share one code path: seq2seq (Flan-T5 in the ``paper`` profile, the paper's own
 input format with ``</s>`` separators) and decoder-only (SmolLM2-135M-Instruct offline: the same

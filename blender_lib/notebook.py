@@ -1,5 +1,7 @@
-"""One setup call at the top of every chapter (parameter checks, seeds, threads, quiet logs, PNG figures),
-and :func:`show_source`, which shows a method's core from the library as the reader's excerpt."""
+"""What every chapter calls: one setup (checks, seeds, threads, quiet logs, PNG figures) and excerpts.
+
+:func:`setup_notebook` opens each chapter; :func:`show_source` shows a method's core from the
+library as the reader's excerpt."""
 
 from __future__ import annotations
 

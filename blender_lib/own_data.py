@@ -379,7 +379,7 @@ def preferences_from_examples(examples: Sequence[Mapping[str, Any]], key: str, *
 def model_table(examples: Sequence[Mapping[str, Any]], key: str, scale: str | ScoreScale) -> pd.DataFrame:
     """Per model: how many prompts it answered, how many of those answers are empty, how many the judge
     scored, and its mean score over them in the scale's unit."""
-    from .real_data import candidate_win_rates
+    from .analysis import candidate_win_rates
 
     models = models_in(examples)
     rows = {m: {"answers": 0, "empty answers": 0, "scored": 0} for m in models}
@@ -398,11 +398,11 @@ def compare_selectors(examples: Sequence[Mapping[str, Any]], selections: Mapping
                       scale: str | ScoreScale, folds: int, seed: int, n_boot: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``selections`` (held-out picks of trained methods) beside the best single model chosen on the other
     folds (the heads' folds by prompt), a seeded random pick and the oracle, on the same prompts: the
-    score table with paired gaps to the best single model (:func:`real_data.win_rate_table`), and the
+    score table with paired gaps to the best single model (:func:`analysis.win_rate_table`), and the
     share of each method's picks that went to each model (picks of an unscored model count in no mean)."""
-    from .analysis import selections_from_scores
+    from .analysis import oracle_selections, selections_from_scores, win_rate_table
+    from .cross_validation import best_single_selections
     from .selectors import random_scores
-    from .real_data import best_single_selections, oracle_selections, win_rate_table
     from .reward_model import example_fold
 
     fold_of = {ex["id"]: example_fold(ex, folds, seed) for ex in examples}

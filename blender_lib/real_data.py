@@ -1,4 +1,4 @@
-"""Real LLM outputs with real judgments, in the MixInstruct schema: AlpacaEval, MT-Bench, FLASK, LLMBar.
+"""Loading the real-LLM datasets (AlpacaEval, MT-Bench, FLASK, LLMBar) as MixInstruct examples: loaders only.
 
 The "real" profile measures our rankers, judges and routers on answers that real LLMs wrote and that
 GPT-4 (AlpacaEval) or people (LLMBar) judged. The data is public but third-party, so it is never
@@ -32,50 +32,31 @@ judgment, an empty text) is left out with its reason, collected in the ``skipped
 passes, or else reported in one warning with the count per reason. Every example that comes back
 passes :func:`blender_lib.data.validate_example`.
 
-Agreement helpers for the real-data chapter (pure numpy): :func:`preference_agreement` (does a
-method order candidate pairs as GPT-4 / the gold label does), :func:`win_rate_vs_reference` (the
-AlpacaEval win rate of a selector that picks one candidate per prompt), :func:`oracle_selections`,
-:func:`candidate_win_rates`; :func:`alpaca_eval_models` and :func:`suggested_alpaca_pool` choose a
-pool of models.
-
-The chapter's protocol (notebooks/06_real_llms.ipynb): :func:`prompt_subset` and :func:`assign_folds`
-(cross-validation over prompts; a subset keeps its folds), :func:`cross_validate_pairranker` (GPT-4's
-verdict as PairRanker's Q-metric; a seeded-order :func:`bubble_selections` pass per held-out prompt,
-pair logits cached by :func:`ranker_pair_logits`) and :func:`cross_validate_router` (ZOOTER labels
-from the verdicts, tag-enhanced within the training folds); :func:`best_single_selections` and
-:func:`word_counts` for the model-free selectors; :func:`win_rate_table` and :func:`paired_gap`
-(bootstrap intervals over prompts); :func:`decisive_pairs`, :func:`pair_examples`,
-:func:`pair_margins`, :func:`judge_pair_examples` and :func:`agreement_table` (Wilson intervals) for
-agreement with GPT-4 and with LLMBar's people; :func:`score_reference_metrics` (cached BLEU / ROUGE /
-BERTScore); :func:`claim` and :func:`table_records` for the claims and the results file.
+:func:`alpaca_eval_models` and :func:`suggested_alpaca_pool` choose a pool of AlpacaEval models;
+:func:`mt_bench_questions` is the one reader of MT-Bench's questions (:mod:`blender_lib.strong_weak`
+reads them too); :func:`prompt_subset` and :func:`llmbar_sample` draw seeded samples. What is computed
+on the loaded examples lives elsewhere: win rates, agreement and intervals in
+:mod:`blender_lib.analysis`, chapter 6's cross-validation protocol in :mod:`blender_lib.cross_validation`.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-import json
 import math
 import os
-import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import paths
 from .data import DataError, Record, make_example, read_records, seeded_rows, validate_examples
-from .models import add_token_counts  # noqa: F401  (chapter 6 calls it as rd.add_token_counts)
-from .scales import ScoreScale, scale_of
-
-if TYPE_CHECKING:  # only for annotations: rankers imports torch
-    from .rankers import PairLogits
 
 SHARED_DATA_ENV_VAR = paths.SHARED_DATA_ENV_VAR
 PREF_SCORE = "gpt4_pref"  # candidate score: P(candidate beats the reference) by the GPT-4 annotator
@@ -579,6 +560,14 @@ def mt_bench_models(root: str | Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.jsonl"))
 
 
+def mt_bench_questions(root: str | Path | None = None) -> dict[Any, Record]:
+    """MT-Bench's questions (``mt_bench/question.jsonl``) by ``question_id``, each with its file:line
+    (``Record.location``); a repeated id is an error. The one reader of the file: :func:`load_mt_bench`
+    and :func:`blender_lib.strong_weak.load_mt_bench_scores` both use it. Callers must not modify the rows."""
+    path = _data_file(_dataset_dir(root, "mt_bench"), "question.jsonl", "mt_bench")
+    return _unique_keys(_records(path), "question_id", path)
+
+
 def _turn_texts(path: Path, turn: int) -> dict[int, Any]:
     """question_id -> the answer (or reference) of one turn from a FastChat answer file."""
     records = _records(path)
@@ -616,8 +605,7 @@ def load_mt_bench(root: str | Path | None = None, models: Sequence[str] | None =
         raise ValueError(f"reference must be one of {list(MT_BENCH_REFERENCES)}, got {reference!r}")
     folder = _dataset_dir(root, "mt_bench")
     chosen = _choose(models, mt_bench_models(root), "MT-Bench models", str(folder / "model_answer"))
-    question_path = _data_file(folder, "question.jsonl", "mt_bench")
-    questions = _unique_keys(_records(question_path), "question_id", question_path)
+    questions = mt_bench_questions(root)
     answers = {m: _turn_texts(folder / "model_answer" / f"{m}.jsonl", turn) for m in chosen}
     references: dict[int, Any] = {}
     if reference == "gpt-4":
@@ -879,611 +867,13 @@ def load_llmbar(root: str | Path | None = None, subsets: Sequence[str] | None = 
 
 
 # --------------------------------------------------------------------------------------------
-# agreement with GPT-4 / gold labels, win rates against the reference
-
-
-def _check_scores(examples: Sequence[Mapping[str, Any]], scores: Sequence[Any]) -> list[np.ndarray]:
-    """Per example, a vector (one score per candidate, higher is better) or a pairwise model's N x N
-    matrix (M[i, j] > M[j, i]: i preferred to j); see :func:`_prefers`."""
-    if len(scores) != len(examples):
-        raise ValueError(f"got scores for {len(scores)} examples but {len(examples)} examples")
-    out = []
-    for n, (ex, s) in enumerate(zip(examples, scores)):
-        s = np.asarray(s, dtype=float)
-        size = len(ex["candidates"])
-        if s.shape not in ((size,), (size, size)):
-            raise ValueError(f"example {ex.get('id', n)!r}: {s.shape} scores for {size} candidates "
-                             f"(one per candidate, or a pair matrix of {size} x {size})")
-        if not np.isfinite(s).all():
-            raise ValueError(f"example {ex.get('id', n)!r}: scores must be finite, got {s.tolist()}")
-        out.append(s)
-    return out
-
-
-def candidate_scores(ex: Mapping[str, Any], key: str = PREF_SCORE) -> np.ndarray:
-    """One stored score of every candidate of an example, or a :class:`DataError` naming what lacks it."""
-    values = []
-    for c in ex["candidates"]:
-        if key not in c.get("scores", {}):
-            raise DataError(f"example {ex.get('id')!r}: candidate {c.get('model')!r} has no score {key!r} "
-                            f"(has {sorted(c.get('scores', {}))})")
-        values.append(float(c["scores"][key]))
-    return np.array(values)
-
-
-def _gold_pairs(ex: Mapping[str, Any], gold: str) -> list[tuple[int, int, int]]:
-    """(i, j, +1 if i is better / -1 if j is / 0 a tie) for each gold-labelled candidate pair."""
-    if gold == "cmp_results":
-        index = {c["model"]: k for k, c in enumerate(ex["candidates"])}
-        sign = {"A is better": 1, "B is better": -1, "Same good": 0, "Same bad": 0}
-        pairs = []
-        for key, label in ex.get("cmp_results", {}).items():
-            a, b = key.split(",")
-            pairs.append((index[a], index[b], sign[label]))
-        return pairs
-    values = candidate_scores(ex, gold)
-    return [(i, j, int(np.sign(values[i] - values[j])))
-            for i, j in itertools.combinations(range(len(values)), 2)]
-
-
-def _prefers(scores: np.ndarray, i: int, j: int) -> float:
-    """How much a method prefers candidate i to j: s[i] - s[j] for per-candidate scores, M[i, j] - M[j, i]
-    for a pair matrix (a pairwise model's own verdict on that pair, not an aggregate)."""
-    return float(scores[i] - scores[j]) if scores.ndim == 1 else float(scores[i, j] - scores[j, i])
-
-
-def preference_agreement(examples: Sequence[Mapping[str, Any]], scorer_scores: Sequence[Any], *,
-                         gold: str = "cmp_results") -> dict[str, float]:
-    """How often a method orders a candidate pair as the gold label does.
-
-    ``scorer_scores[k]`` gives one score per candidate of example k (higher = better: a metric, our
-    judge's or PairRanker's scores), or a pairwise model's N x N matrix of example k. ``gold="cmp_results"`` reads the examples' pairwise labels (LLMBar's
-    gold label, AlpacaEval's derived ones); any other value names a per-candidate score whose order is
-    the gold one (``"gpt4_pref"``: a pair counts where GPT-4 judged the two differently against the
-    reference). Gold ties ("Same good/bad", equal scores) and method ties (equal scores) are left out
-    and counted. Returns ``agreement`` (share of decisive pairs agreed on; chance is 0.5; NaN without
-    any), ``n_pairs``, ``n_agree``, ``n_gold_ties``, ``n_method_ties``.
-    """
-    scores = _check_scores(examples, scorer_scores)
-    agree = decisive = gold_ties = method_ties = 0
-    for ex, s in zip(examples, scores):
-        for i, j, sign in _gold_pairs(ex, gold):
-            if sign == 0:
-                gold_ties += 1
-            elif _prefers(s, i, j) == 0:
-                method_ties += 1
-            else:
-                decisive += 1
-                agree += int(np.sign(_prefers(s, i, j))) == sign
-    return {"agreement": agree / decisive if decisive else float("nan"), "n_pairs": decisive, "n_agree": agree,
-            "n_gold_ties": gold_ties, "n_method_ties": method_ties}
-
-
-def paired_agreement_gap(examples: Sequence[Mapping[str, Any]], scores_a: Sequence[Any], scores_b: Sequence[Any], *,
-                         gold: str = "cmp_results", n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """(gap, CI low, CI high) in points between two methods' agreement with the gold order, on the *same*
-    decisive gold pairs: a method's tie counts half (so neither method drops pairs the other keeps), and
-    the 95% interval is a percentile bootstrap over examples (prompts), paired."""
-    a_scores, b_scores = _check_scores(examples, scores_a), _check_scores(examples, scores_b)
-    per_example = []
-    for ex, a, b in zip(examples, a_scores, b_scores):
-        credit = [tuple(0.5 if _prefers(s, i, j) == 0 else float(np.sign(_prefers(s, i, j)) == sign) for s in (a, b))
-                  for i, j, sign in _gold_pairs(ex, gold) if sign != 0]
-        per_example.append(np.array(credit).reshape(-1, 2))
-    counts = np.array([len(c) for c in per_example], dtype=float)
-    diffs = np.array([(c[:, 0] - c[:, 1]).sum() for c in per_example])
-    if counts.sum() == 0:
-        return float("nan"), float("nan"), float("nan")
-    resample = np.random.default_rng(seed).integers(0, len(examples), size=(n_boot, len(examples)))
-    boot = 100 * diffs[resample].sum(axis=1) / np.maximum(counts[resample].sum(axis=1), 1)
-    return float(100 * diffs.sum() / counts.sum()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
-
-
-def _picked_scores(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], key: str) -> np.ndarray:
-    """The ``key`` score of each selected candidate, NaN where that candidate has none (an unscored
-    model's answer: its quality is unknown, so it counts in no mean)."""
-    if len(selections) != len(examples):
-        raise ValueError(f"got {len(selections)} selections for {len(examples)} examples")
-    if not examples:
-        raise ValueError("no examples")
-    picked = []
-    for n, (ex, k) in enumerate(zip(examples, selections)):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < len(ex["candidates"]):
-            raise ValueError(f"example {ex.get('id', n)!r}: selection {k!r} is not a candidate index "
-                             f"(0..{len(ex['candidates']) - 1})")
-        picked.append(float(ex["candidates"][k]["scores"].get(key, np.nan)))
-    return np.array(picked)
-
-
-def win_rate_vs_reference(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], *,
-                          key: str = PREF_SCORE, scale: str | ScoreScale = "probability") -> float:
-    """The mean ``key`` score of the selected candidates, in ``scale``'s unit: for AlpacaEval's
-    ``gpt4_pref`` (a share) the win rate in percent, draws counting half as on the leaderboard; for a
-    1-10 score the mean score. Picks of unscored candidates count in neither the sum nor the count."""
-    picked = _picked_scores(examples, selections, key)
-    if np.isnan(picked).all():
-        raise DataError(f"none of the {len(picked)} selected candidates has a score {key!r}")
-    return float(scale_of(scale).display(np.nanmean(picked)))
-
-
-def oracle_selections(examples: Sequence[Mapping[str, Any]], *, key: str = PREF_SCORE) -> list[int]:
-    """The candidate with the highest ``key`` score per example (the first on a tie; unscored candidates
-    are never chosen unless none is scored): an upper bound that has read the judgments."""
-    return [int(np.argmax([c["scores"].get(key, -np.inf) for c in ex["candidates"]])) for ex in examples]
-
-
-def candidate_win_rates(examples: Sequence[Mapping[str, Any]], *, key: str = PREF_SCORE,
-                        scale: str | ScoreScale = "probability") -> pd.Series:
-    """Each candidate model's mean ``key`` score on exactly these examples (a win rate in percent for a
-    share), best first: the single-model rows beside an ensemble's :func:`win_rate_vs_reference`. A
-    model's unscored answers and the examples it does not answer count in none of its means."""
-    totals: dict[str, list[float]] = defaultdict(list)
-    for ex in examples:
-        for c in ex["candidates"]:
-            if key in c["scores"]:
-                totals[c["model"]].append(float(c["scores"][key]))
-    shown = scale_of(scale)
-    rates = pd.Series({m: float(shown.display(np.mean(v))) for m, v in totals.items()}, name="win_rate", dtype=float)
-    return rates.sort_values(ascending=False, kind="stable")
-
-
-# --------------------------------------------------------------------------------------------
-# the real-data chapter: prompt subsets, folds, selectors, cross-validated PairRanker and router
-
-
-def _example_rng(seed: int, ex_id: Any) -> np.random.Generator:
-    """A generator seeded by (seed, example id): an example gets the same draw whatever the list."""
-    digest = hashlib.sha256(str(ex_id).encode()).hexdigest()
-    return np.random.default_rng([int(seed), int(digest[:8], 16)])
+# seeded samples of loaded examples
 
 
 def prompt_subset(examples: Sequence[Mapping[str, Any]], n: int | None, seed: int = 0) -> list[dict]:
     """``n`` examples drawn without replacement (seeded), kept in their original order; None, or an
     ``n`` at least the number of examples, keeps them all."""
     return [examples[k] for k in seeded_rows(len(examples), n, seed)]  # type: ignore[misc]
-
-
-def assign_folds(examples: Sequence[Mapping[str, Any]], folds: int, seed: int = 0) -> dict[str, int]:
-    """Cross-validation over prompts: example id -> fold (0 .. folds - 1). A seeded permutation dealt
-    round-robin, so fold sizes differ by at most one. A subset of the examples keeps its folds, so
-    methods evaluated on a subset and on all prompts use the same training/test split."""
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
-    if len(examples) < folds:
-        raise ValueError(f"{len(examples)} examples cannot fill {folds} folds")
-    ids = [str(ex["id"]) for ex in examples]
-    if len(set(ids)) != len(ids):
-        raise ValueError("example ids must be unique to assign folds")
-    order = np.random.default_rng(seed).permutation(len(ids))
-    return {ids[int(k)]: pos % folds for pos, k in enumerate(order)}
-
-
-def fold_indices(examples: Sequence[Mapping[str, Any]], fold_of: Mapping[str, int]) -> dict[int, list[int]]:
-    """Fold -> positions of its examples in ``examples`` (the test positions of that fold); an example
-    without a fold is an error naming it."""
-    out: dict[int, list[int]] = defaultdict(list)
-    for n, ex in enumerate(examples):
-        if str(ex["id"]) not in fold_of:
-            raise ValueError(f"example {ex['id']!r} has no fold (assign_folds over a list that contains it)")
-        out[fold_of[str(ex["id"])]].append(n)
-    if len(out) < 2:
-        raise ValueError(f"the examples fall in {len(out)} fold(s); cross-validation needs at least 2")
-    return dict(sorted(out.items()))
-
-
-def word_counts(examples: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
-    """Each candidate's length in words: the selector "longest answer" and a preference baseline
-    (GPT-4 and people both tend to prefer the longer of two answers)."""
-    return [np.array([len(c["text"].split()) for c in ex["candidates"]], dtype=float) for ex in examples]
-
-
-def best_single_selections(examples: Sequence[Mapping[str, Any]], fold_of: Mapping[str, int], *,
-                           key: str = PREF_SCORE) -> tuple[list[int], dict[int, str]]:
-    """Per example, the candidate of the model with the best mean ``key`` on the *other* folds (the
-    best single model as a method: chosen on training prompts only; unscored answers count in no mean);
-    also the model per fold. Where that model did not answer an example (a ragged pool), the next
-    model by the same ranking that did."""
-    folds = fold_indices(examples, fold_of)
-    picks = [0] * len(examples)
-    chosen: dict[int, str] = {}
-    for fold, test in folds.items():
-        held_out = set(test)
-        ranking = list(candidate_win_rates([ex for n, ex in enumerate(examples) if n not in held_out], key=key).index)
-        chosen[fold] = ranking[0]
-        for n in test:
-            answered = {c["model"]: k for k, c in enumerate(examples[n]["candidates"])}
-            model = next((m for m in ranking if m in answered), None)
-            if model is None:
-                raise DataError(f"example {examples[n].get('id')!r}: none of its models has a {key!r} score on the training folds")
-            picks[n] = answered[model]
-    return picks, chosen
-
-
-def _nanmean_rows(values: np.ndarray) -> np.ndarray:
-    """Each resample's mean over its scored picks; NaN for a resample with none (percentiles skip it)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values, axis=1)
-
-
-def win_rate_table(examples: Sequence[Mapping[str, Any]], selections: Mapping[str, Sequence[int]], *,
-                   against: str | None = None, n_boot: int = 2000, seed: int = 0,
-                   key: str = PREF_SCORE, scale: str | ScoreScale = "probability") -> pd.DataFrame:
-    """Each selector's mean ``key`` score in ``scale``'s unit (the AlpacaEval win rate in percent by
-    default; a 1-10 score as it is) with a 95% percentile-bootstrap interval over prompts; with
-    ``against`` (a selector's name), each one's gap to it, bootstrapped on the same resampled prompts (a
-    paired interval: it excludes 0 only when the gap is more than prompt-sampling noise). A pick of an
-    unscored candidate counts in no mean (nor its prompt in that gap); a column then says how many."""
-    if not selections:
-        raise ValueError("no selections")
-    if against is not None and against not in selections:
-        raise ValueError(f"against={against!r} is not one of the selectors {list(selections)}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    shown = scale_of(scale)
-    picked = {name: shown.display(_picked_scores(examples, chosen, key)) for name, chosen in selections.items()}
-    resample = np.random.default_rng(seed).integers(0, len(examples), size=(n_boot, len(examples)))
-    rows = {}
-    for name, values in picked.items():
-        if np.isnan(values).all():
-            raise DataError(f"selector {name!r}: none of its picks has a score {key!r}")
-        boot = _nanmean_rows(values[resample])
-        row = {shown.unit(key): float(np.nanmean(values)), "CI low": float(np.nanpercentile(boot, 2.5)),
-               "CI high": float(np.nanpercentile(boot, 97.5))}
-        if against is not None:
-            gap = values - picked[against]
-            gaps = _nanmean_rows(gap[resample])
-            row.update({f"gap to {against} ({shown.gap_unit()})": float(np.nanmean(gap)),
-                        "gap CI low": float(np.nanpercentile(gaps, 2.5)), "gap CI high": float(np.nanpercentile(gaps, 97.5))})
-        unscored = int(np.isnan(values).sum())
-        if unscored:
-            row["picks without a score"] = unscored
-        rows[name] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "selector"
-    table.attrs["prompts"] = len(examples)
-    return table
-
-
-def paired_gap(examples: Sequence[Mapping[str, Any]], selections: Sequence[int], baseline: Sequence[int], *,
-               n_boot: int = 2000, seed: int = 0, key: str = PREF_SCORE) -> tuple[float, float, float]:
-    """(gap, CI low, CI high) in points of win rate between two selectors on the same prompts, with a
-    paired percentile-bootstrap 95% interval (the rows of :func:`win_rate_table`'s gap columns)."""
-    table = win_rate_table(examples, {"a": selections, "b": baseline}, against="b", n_boot=n_boot, seed=seed, key=key)
-    row = table.loc["a"]
-    return float(row["gap to b (pts)"]), float(row["gap CI low"]), float(row["gap CI high"])
-
-
-def claim(text: str, estimate: float, low: float, high: float, *, threshold: float = 0.0,
-          unit: str = "pts") -> dict[str, Any]:
-    """One row of a chapter's claims table: the claim holds when ``estimate > threshold``; it holds
-    beyond sampling noise when the whole 95% interval does (and fails beyond noise when the whole
-    interval is at or below the threshold)."""
-    values = (estimate, low, high)
-    if any(isinstance(v, float) and math.isnan(v) for v in values):
-        verdict = "not measured"
-    elif low > threshold:
-        verdict = "holds"
-    elif high <= threshold:
-        verdict = "fails"
-    else:
-        verdict = "within noise"
-    return {"claim": text, "estimate": f"{estimate:+.1f} {unit}" if unit == "pts" else f"{estimate:.1f} {unit}",
-            "95% interval": f"[{low:.1f}, {high:.1f}]", "holds (estimate)": bool(estimate > threshold),
-            "verdict": verdict}
-
-
-def _candidate_order(seed: int, ex: Mapping[str, Any]) -> np.ndarray:
-    return _example_rng(seed, ex.get("id")).permutation(len(ex["candidates"]))
-
-
-def bubble_selections(examples: Sequence[Mapping[str, Any]], pair_logits: PairLogits, *,
-                      seed: int = 0) -> tuple[list[int], list[int]]:
-    """PairRanker's bubble aggregation run for real on each example: one pass over the candidates in a
-    seeded random order (per example id), the challenger replacing the incumbent when
-    logit(challenger, incumbent) - logit(incumbent, challenger) > 0. N - 1 comparisons, each in both
-    orders, so 2(N - 1) model passes per example, against N(N - 1) for max-logits.
-
-    The order is shuffled because a pool listed strongest first would hand the strongest model the
-    incumbent's seat: a tie-keeps-incumbent pass would then favour it for free. ``pair_logits``
-    maps (source, a, b) triples to the logit that a beats b (:func:`ranker_pair_logits`). Returns the
-    winners as indices into each example's own candidate order, and the comparisons used."""
-    from .examples import source_text
-    from .rankers import bubble_passes
-
-    orders = [_candidate_order(seed, ex) for ex in examples]
-    texts = [[ex["candidates"][int(k)]["text"] for k in order] for ex, order in zip(examples, orders)]
-    winners, used = bubble_passes([source_text(ex) for ex in examples], texts, pair_logits)
-    return [int(order[w]) for order, w in zip(orders, winners)], used
-
-
-def ranker_pair_logits(ranker: Any, cache_path: str | Path | None = None, *, batch_size: int = 32) -> PairLogits:
-    """``triples -> logits`` of a PairRanker (:func:`blender_lib.rankers.score_pairs`), kept in a JSONL
-    cache when ``cache_path`` is given: keep it inside the ranker's run folder, so it goes with the
-    ranker it was computed by."""
-    from .io import JsonlCache
-    from .rankers import score_pairs
-
-    cache = JsonlCache.open(cache_path) if cache_path is not None else None
-
-    def logits(triples: Sequence[tuple[str, str, str]]) -> np.ndarray:
-        if cache is None:
-            return score_pairs(ranker, triples, batch_size=batch_size)
-        keys = [hashlib.sha256(json.dumps(list(t), ensure_ascii=False).encode()).hexdigest() for t in triples]
-        missing = list(dict.fromkeys(k for k in keys if cache.get(k) is None))
-        if missing:
-            where = {k: t for k, t in zip(keys, triples)}
-            fresh = score_pairs(ranker, [where[k] for k in missing], batch_size=batch_size)
-            cache.add_batch([{"key": k, "logit": float(v)} for k, v in zip(missing, fresh)])
-        return np.array([cache.get(k)["logit"] for k in keys], dtype=float)  # type: ignore[index]
-
-    return logits
-
-
-def pair_margins(examples: Sequence[Mapping[str, Any]], pair_logits: PairLogits) -> list[np.ndarray]:
-    """Scores of two-candidate examples (:func:`pair_examples`) from a pairwise model, both orders:
-    [m / 2, -m / 2] with m = logit(a, b) - logit(b, a), so :func:`preference_agreement` reads its sign."""
-    from .examples import source_text
-
-    triples = []
-    for ex in examples:
-        if len(ex["candidates"]) != 2:
-            raise ValueError(f"example {ex.get('id')!r} has {len(ex['candidates'])} candidates; pair margins need 2")
-        a, b = (c["text"] for c in ex["candidates"])
-        triples += [(source_text(ex), a, b), (source_text(ex), b, a)]
-    logits = np.asarray(pair_logits(triples), dtype=float) if triples else np.zeros(0)
-    return [np.array([m / 2, -m / 2]) for m in logits[0::2] - logits[1::2]]
-
-
-@dataclass
-class PairRankerCV:
-    """Cross-validated PairRanker: every example ranked by the ranker of the folds it was not in."""
-
-    selections: list[int]  # per example: the bubble winner, an index into its candidates
-    comparisons: list[int]  # per example: comparisons made (each in both orders)
-    pair_scores: list[np.ndarray]  # per requested pair example: pair_margins by its held-out ranker
-    reports: dict[int, Any]  # fold -> training.TrainReport
-    train_seconds: float  # training or loading, all folds
-    rank_seconds: float  # bubble passes and pair margins, all folds (cached logits make reruns fast)
-
-
-def cross_validate_pairranker(examples: Sequence[Mapping[str, Any]], fold_of: Mapping[str, int], config: Any, *,
-                              pairs: Sequence[Mapping[str, Any]] = (), seed: int = 0,
-                              root: str | Path | None = None, progress: bool = False) -> PairRankerCV:
-    """For each fold: train a PairRanker on the other folds' examples (``rankers.train_or_load``: cached
-    by config and data; no validation split, so the last epoch is kept), then pick each held-out
-    example's answer by a bubble pass (:func:`bubble_selections`) and score the held-out ``pairs``
-    (two-candidate examples from :func:`pair_examples`, matched to their fold by
-    ``meta["source_id"]``). Pair logits are cached in each ranker's run folder."""
-    from . import rankers
-
-    folds = fold_indices(examples, fold_of)
-    pair_folds = []
-    for ex in pairs:
-        source_id = (ex.get("meta") or {}).get("source_id")
-        if source_id not in fold_of:
-            raise ValueError(f"pair {ex.get('id')!r} has no fold: its meta['source_id'] {source_id!r} is not a "
-                             f"fold example")
-        pair_folds.append(fold_of[source_id])
-    selections, comparisons = [0] * len(examples), [0] * len(examples)
-    pair_scores: list[np.ndarray] = [np.zeros(2)] * len(pairs)
-    reports: dict[int, Any] = {}
-    train_seconds = rank_seconds = 0.0
-    for fold, test in folds.items():
-        held_out = set(test)
-        start = time.perf_counter()
-        train = [ex for n, ex in enumerate(examples) if n not in held_out]
-        ranker, report = rankers.train_or_load(train, [], config, root=root, progress=progress)
-        reports[fold] = report
-        train_seconds += time.perf_counter() - start
-        start = time.perf_counter()
-        logits = ranker_pair_logits(ranker, Path(report.out_dir) / f"pair_logits-epoch{report.best_epoch}.jsonl",
-                                    batch_size=config.eval_batch_size)
-        winners, used = bubble_selections([examples[n] for n in test], logits, seed=seed)
-        for n, w, u in zip(test, winners, used):
-            selections[n], comparisons[n] = w, u
-        mine = [k for k, f in enumerate(pair_folds) if f == fold]
-        for k, s in zip(mine, pair_margins([pairs[k] for k in mine], logits)):
-            pair_scores[k] = s
-        rank_seconds += time.perf_counter() - start
-        del ranker
-    return PairRankerCV(selections, comparisons, pair_scores, reports, train_seconds, rank_seconds)
-
-
-@dataclass
-class RouterCV:
-    """Cross-validated ZOOTER router: every example routed by the router of the folds it was not in."""
-
-    choices: list[int]  # per example: the candidate of the model routed to
-    routed_to: list[str]  # per example: that model
-    reports: dict[int, Any]  # fold -> training.TrainReport
-    seconds: float
-
-
-def cross_validate_router(examples: Sequence[Mapping[str, Any]], fold_of: Mapping[str, int], rewards: np.ndarray,
-                          config: Any, *, temperature: float = 1.0, tags: Sequence[Any] | None = None,
-                          beta: float = 0.0, progress: bool = False) -> RouterCV:
-    """For each fold: ZOOTER's labels (``zooter.reward_labels`` of ``rewards``, [n, N]) of the other
-    folds' queries, tag-enhanced with ``beta`` among those queries only (``zooter.enhance_labels``),
-    distilled into a router (``zooter.train_router``, cached; no validation split, so the last epoch
-    is kept), which then routes the held-out queries."""
-    from . import zooter
-
-    rewards = np.asarray(rewards, dtype=float)
-    if rewards.shape[0] != len(examples):
-        raise ValueError(f"got rewards for {rewards.shape[0]} examples but {len(examples)} examples")
-    if beta and tags is None:
-        raise ValueError("beta > 0 needs tags: enhancement mixes in the mean label of the queries sharing a tag")
-    labels = zooter.reward_labels(rewards, temperature)
-    choices, routed = [0] * len(examples), [""] * len(examples)
-    reports: dict[int, Any] = {}
-    start = time.perf_counter()
-    for fold, test in fold_indices(examples, fold_of).items():
-        held_out = set(test)
-        train_idx = [n for n in range(len(examples)) if n not in held_out]
-        train_labels = labels[train_idx]
-        if beta:
-            train_labels = zooter.enhance_labels(train_labels, [tags[n] for n in train_idx], beta)  # type: ignore[index]
-        report = zooter.train_router([examples[n] for n in train_idx], [], train_labels, None, config,
-                                     progress=progress)
-        reports[fold] = report
-        router = zooter.RouterModel.from_pretrained(report.best_dir, device=config.device)
-        test_examples = [examples[n] for n in test]
-        for n, k in zip(test, zooter.routed_choices(router, test_examples)):
-            choices[n], routed[n] = k, examples[n]["candidates"][k]["model"]
-        del router
-    return RouterCV(choices, routed, reports, time.perf_counter() - start)
-
-
-# --------------------------------------------------------------------------------------------
-# the real-data chapter: agreement with GPT-4 on candidate pairs, judges, metrics
-
-
-DECISIVE = ("A is better", "B is better")
-
-
-def decisive_pairs(examples: Sequence[Mapping[str, Any]], n: int | None = None, seed: int = 0) -> list[tuple[int, str, str]]:
-    """``(example position, model a, model b)`` of the pairs whose gold label is decisive ("A/B is
-    better" in ``cmp_results``: for AlpacaEval, one candidate beat the reference and the other lost),
-    in a seeded random order; the first ``n`` of them (None: all)."""
-    found = [(k, *key.split(",")) for k, ex in enumerate(examples)
-             for key, label in sorted(ex.get("cmp_results", {}).items()) if label in DECISIVE]
-    order = np.random.default_rng(seed).permutation(len(found))
-    chosen = [found[int(k)] for k in order]
-    return chosen if n is None else chosen[:n]  # type: ignore[return-value]
-
-
-def pair_examples(examples: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[int, str, str]]) -> list[dict]:
-    """Two-candidate copies of the examples, one per pair (candidates ``a`` then ``b``, their scores
-    kept, ``cmp_results`` = that pair's gold label, ``meta["source_id"]`` = the example's id): what a
-    judge or a pairwise model scores, and :func:`preference_agreement` compares with the gold label."""
-    out = []
-    for k, a, b in pairs:
-        ex = examples[k]
-        by_model = {c["model"]: c for c in ex["candidates"]}
-        missing = [m for m in (a, b) if m not in by_model]
-        if missing:
-            raise ValueError(f"example {ex.get('id')!r} has no candidate of {missing}")
-        label = ex.get("cmp_results", {}).get(f"{a},{b}")
-        if label is None:
-            raise ValueError(f"example {ex.get('id')!r} has no gold label for the pair {a},{b}")
-        out.append({**{f: ex[f] for f in ("instruction", "input", "output", "source", "tags") if f in ex},
-                    "id": f"{ex['id']}|{a}|{b}",
-                    "candidates": [{**by_model[m], "scores": dict(by_model[m].get("scores", {}))} for m in (a, b)],
-                    "cmp_results": {f"{a},{b}": label},
-                    "meta": {"source_id": str(ex["id"])},
-                    **({"has_reference": ex["has_reference"]} if "has_reference" in ex else {})})
-    return out
-
-
-def verdict_scores(judged: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
-    """A judge's combined verdict on each two-candidate example as scores: "A is better" [1, 0], "B is
-    better" [0, 1], a tie ("Same good/bad") or no verdict [0, 0] (a method tie for the agreement)."""
-    out = []
-    for ex in judged:
-        if len(ex["candidates"]) != 2:
-            raise ValueError(f"example {ex.get('id')!r} has {len(ex['candidates'])} candidates; verdict scores need 2")
-        a, b = (c["model"] for c in ex["candidates"])
-        label = ex.get("cmp_results", {}).get(f"{a},{b}")
-        out.append(np.array([1.0, 0.0]) if label == "A is better" else np.array([0.0, 1.0]) if label == "B is better"
-                   else np.zeros(2))
-    return out
-
-
-@dataclass
-class JudgedPairs:
-    """Our judge on two-candidate examples: its combined verdicts as scores (:func:`verdict_scores`;
-    a tie is a method tie), and where the judge reports option log-probabilities
-    (:class:`~blender_lib.judge.LogProbJudge`) a margin that never ties: the log-probability of "A is
-    better" minus "B is better", for the first candidate, summed over the two orders (None for a judge
-    that answers in text)."""
-
-    verdicts: list[np.ndarray]
-    margins: list[np.ndarray] | None
-    stats: Any  # judge.JudgeStats: position consistency, seconds spent, cache hits
-
-
-def _option_logprobs(raw: Any) -> list[float] | None:
-    try:
-        values = json.loads(raw)["option_logprobs"] if isinstance(raw, str) else None
-    except (ValueError, KeyError, TypeError):
-        return None
-    return [float(v) for v in values] if isinstance(values, list) and len(values) == 4 else None
-
-
-def judge_pair_examples(examples: Sequence[Mapping[str, Any]], judge: Any, cache_path: str | Path) -> JudgedPairs:
-    """Our judge on two-candidate examples, every pair in both orders (``judge.judge_examples`` on
-    copies, so the gold labels stay untouched; verdicts cached in ``cache_path``)."""
-    from .io import JsonlCache
-    from .judge import verdict_key, judge_examples, judge_prompt
-
-    copies = [{**ex, "candidates": [dict(c) for c in ex["candidates"]], "cmp_results": {}} for ex in examples]
-    for ex in copies:
-        if len(ex["candidates"]) != 2:
-            raise ValueError(f"example {ex.get('id')!r} has {len(ex['candidates'])} candidates; pairs need 2")
-    cache = JsonlCache.open(cache_path)
-    # Judged shortest first: the judge batches prompts, and a batch pads to its longest one.
-    order = sorted(range(len(copies)), key=lambda k: sum(len(c["text"]) for c in copies[k]["candidates"]))
-    stats = judge_examples([copies[k] for k in order], judge, cache, both_orders=True, progress=False)
-    margins: list[np.ndarray] | None = []
-    for ex in copies:
-        a, b = (c["text"] for c in ex["candidates"])
-        rows = [cache.get(verdict_key(judge.name, judge_prompt(ex["instruction"], ex.get("input", ""), x, y)))
-                for x, y in ((a, b), (b, a))]
-        forward, backward = (_option_logprobs(r.get("raw")) if r else None for r in rows)
-        if forward is None or backward is None:
-            margins = None
-            break
-        m = (forward[0] - forward[1]) + (backward[1] - backward[0])
-        margins.append(np.array([m / 2, -m / 2]))
-    return JudgedPairs(verdict_scores(copies), margins, stats)
-
-
-def score_reference_metrics(examples: Sequence[dict], metrics: Sequence[str] = ("bleu", "rougeL", "bertscore"), *,
-                            cache_path: str | Path | None = None, encoder: str = "minilm-l6") -> tuple[int, float]:
-    """Fill the candidates' reference-metric scores against each example's ``output`` (BERTScore on
-    ``encoder``), computing only what the JSONL cache lacks (default: the user cache's
-    ``real_data/scores.jsonl``). Returns (pairs computed, seconds)."""
-    from .io import JsonlCache
-    from .mixinstruct import BuildParams, score_with_cache
-
-    path = Path(cache_path) if cache_path is not None else paths.cache_dir() / "real_data" / "scores.jsonl"
-    return score_with_cache(examples, BuildParams(metrics=tuple(metrics), encoder=encoder), JsonlCache.open(path))
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% by default); (NaN, NaN) without trials."""
-    if trials <= 0:
-        return float("nan"), float("nan")
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return centre - half, centre + half
-
-
-def table_records(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """A table as {row: {column: value}} for :func:`blender_lib.results.write_results`: a multi-level
-    row label joined with " | ", NaN (a rate over no pairs) stored as None."""
-    out = {}
-    for key, row in table.to_dict(orient="index").items():
-        name = " | ".join(map(str, key)) if isinstance(key, tuple) else str(key)
-        out[name] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-    return out
-
-
-def agreement_table(examples: Sequence[Mapping[str, Any]], methods: Mapping[str, Sequence[Any]], *,
-                    gold: str = "cmp_results") -> pd.DataFrame:
-    """:func:`preference_agreement` of each method (name -> scores per example) as one table: agreement
-    in percent, decisive pairs compared, and the pairs the method could not order (its ties)."""
-    rows = {}
-    for name, scores in methods.items():
-        found = preference_agreement(examples, scores, gold=gold)
-        low, high = wilson_interval(found["n_agree"], found["n_pairs"])
-        rows[name] = {"agreement %": 100 * found["agreement"], "CI low": 100 * low, "CI high": 100 * high,
-                      "pairs": found["n_pairs"], "method ties": found["n_method_ties"]}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "method"
-    return table
 
 
 def llmbar_sample(root: str | Path | None, subsets: Sequence[str], n_per_subset: int | None, seed: int = 0, *,
@@ -1495,5 +885,3 @@ def llmbar_sample(root: str | Path | None, subsets: Sequence[str], n_per_subset:
         mine = [ex for ex in examples if ex["source"] == subset]
         out += prompt_subset(mine, n_per_subset, seed)
     return out
-
-

@@ -43,6 +43,16 @@ def rows_with_undefined(table: "pd.DataFrame") -> dict[str, dict[str, Any]]:
             for row, values in table.to_dict(orient="index").items()}
 
 
+def table_records(table: "pd.DataFrame") -> dict[str, dict[str, Any]]:
+    """A table as {row: {column: value}} for :func:`write_results`: a multi-level row label joined
+    with " | ", NaN (a rate over no pairs) stored as None."""
+    out = {}
+    for key, row in table.to_dict(orient="index").items():
+        name = " | ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        out[name] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    return out
+
+
 def write_results(stem: str, results: dict[str, Any], *, digits: int = 4, results_dir: Path | None = None) -> Path:
     """Store a chapter's headline numbers (floats rounded to ``digits``)."""
     if not stem or "/" in stem:

@@ -37,9 +37,8 @@ import pandas as pd
 import torch
 
 from . import paths
-from .analysis import selections_from_scores
+from .analysis import selections_from_scores, win_rate_vs_reference
 from .preferences import Preference, decisive, prompt_fold, prompt_key
-from .real_data import win_rate_vs_reference
 
 FEATURES = ("text", "text+model", "text+model+length")
 SURFACE = 3  # log word count, has a code block, lines / 10

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import real_data as rd
 from .data import DataError
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -145,15 +146,12 @@ def _single_scores(path: Path, models: Sequence[str], unparsed: list[tuple[int, 
 
 def load_mt_bench_scores(root: str | Path) -> StrongWeakData:
     """GPT-4's 1-10 scores of both models on MT-Bench, the mean of a question's two turns as its
-    quality; the query is the first turn's text (``mt_bench/question.jsonl``)."""
+    quality; the query is the first turn's text (``mt_bench/question.jsonl``, read by
+    :func:`blender_lib.real_data.mt_bench_questions`)."""
     root = Path(root)
     path = root / MT_BENCH_JUDGMENTS
     scores = _single_scores(path, (WEAK, STRONG))
-    questions = {}
-    with (root / "mt_bench" / "question.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            q = json.loads(line)
-            questions[int(q["question_id"])] = q["turns"][0]
+    questions = {int(qid): record.row["turns"][0] for qid, record in rd.mt_bench_questions(root).items()}
     ids = sorted({qid for qid, _ in scores})
     unscored = [qid for qid in ids if (qid, WEAK) not in scores or (qid, STRONG) not in scores or qid not in questions]
     if unscored:
@@ -196,8 +194,6 @@ def load_alpaca_eval_pair(root: str | Path, weak: str, strong: str, *, others: S
     the weak one, the token count prices both). ``others`` add their verdicts on the same prompts for the
     MF router; only prompts where every named model has an answer and a verdict are kept (``skipped``
     collects the others with their reasons)."""
-    from . import real_data as rd
-
     skipped = [] if skipped is None else skipped
     examples = rd.load_alpaca_eval(root, [weak, strong, *others], annotator=annotator or rd.ALPACA_ANNOTATOR, skipped=skipped)
     quality = np.array([[c["scores"][rd.PREF_SCORE] for c in ex["candidates"]] for ex in examples])

@@ -1,5 +1,4 @@
-"""ZOOTER (Lu et al., NAACL 2024, arXiv 2311.08692): distil rewards into a router that sends each
-query to ONE model.
+"""ZOOTER (Lu et al., NAACL 2024, arXiv 2311.08692): rewards -> labels -> a router that picks ONE model.
 
 The pipeline, one small function per box of the paper's Figure 2::
 

@@ -1,11 +1,16 @@
-"""Chapter-2 analyses on a hand-checkable judged dataset."""
+"""Analyses on hand-checkable judged datasets: chapter 2's, and the real-LLM agreement and win rates."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from test_real_data import hand_examples, verdict_pool
 
 from blender_lib import analysis
+from blender_lib.data import DataError
+from blender_lib.real_data import PREF_SCORE
 
 
 @pytest.fixture
@@ -116,3 +121,91 @@ def test_comparison_budget_curve_full_budget_equals_the_full_aggregation():
     assert bubble["pairs"] == 4 and bubble["model passes"] == 8
     with pytest.raises(ValueError, match="between 1 and 10"):
         analysis.comparison_budget_curve(matrices, quality, budgets=[11])
+
+
+# --------------------------------------------------------------------------------------------
+# real LLMs: agreement with the gold order, win rates against the reference, intervals and claims
+
+
+def test_preference_agreement_on_a_hand_example():
+    examples = hand_examples()
+    assert [ex["cmp_results"] for ex in examples] == [{"a,b": "A is better"},
+                                                      {"a,b": "B is better", "a,c": "B is better", "b,c": "Same good"}]
+    scores = [np.array([3.0, 1.0, 2.0]), np.array([1.0, 2.0, 2.0])]
+    # cmp_results: h0 a>b agrees; h1 b>a agrees, c>a agrees, b~c is a gold tie.
+    assert analysis.preference_agreement(examples, scores) == {"agreement": 1.0, "n_pairs": 3, "n_agree": 3,
+                                                               "n_gold_ties": 1, "n_method_ties": 0}
+    # gpt4_pref pairs: h0 (a,b) (a,c) (b,c) all decisive and agreed; h1 (a,b) (a,c) agreed, (b,c) gold tie.
+    by_pref = analysis.preference_agreement(examples, scores, gold="gpt4_pref")
+    assert (by_pref["n_pairs"], by_pref["n_agree"], by_pref["n_gold_ties"]) == (5, 5, 1)
+    flipped = analysis.preference_agreement(examples, [-s for s in scores])
+    assert flipped["agreement"] == 0.0
+    tied = analysis.preference_agreement(examples, [np.zeros(3), np.zeros(3)])
+    assert tied["n_method_ties"] == 3 and math.isnan(tied["agreement"])
+    with pytest.raises(ValueError, match="scores for 3 candidates"):
+        analysis.preference_agreement(examples, [np.zeros(2), np.zeros(3)])
+    with pytest.raises(ValueError, match="scores for 1 examples"):
+        analysis.preference_agreement(examples, [np.zeros(3)])
+    with pytest.raises(DataError, match="has no score 'bleu'"):
+        analysis.preference_agreement(examples, scores, gold="bleu")
+
+
+def test_win_rate_oracle_and_candidate_win_rates():
+    examples = hand_examples()
+    assert analysis.win_rate_vs_reference(examples, [0, 0]) == pytest.approx(50.0)
+    assert analysis.win_rate_vs_reference(examples, [2, 2]) == pytest.approx(75.0)
+    assert analysis.oracle_selections(examples) == [0, 1]  # h1: b and c tie at 1.0, the first wins
+    assert analysis.win_rate_vs_reference(examples, analysis.oracle_selections(examples)) == pytest.approx(100.0)
+    rates = analysis.candidate_win_rates(examples)
+    assert list(rates.index) == ["c", "a", "b"] and rates["c"] == pytest.approx(75.0)
+    with pytest.raises(ValueError, match="selection 3 is not a candidate index"):
+        analysis.win_rate_vs_reference(examples, [0, 3])
+    with pytest.raises(ValueError, match="2 examples"):
+        analysis.win_rate_vs_reference(examples, [0])
+
+
+def test_win_rate_table_with_paired_gaps():
+    examples = verdict_pool(12)
+    selections = {"always b": [1] * 12, "always c": [2] * 12, "oracle": analysis.oracle_selections(examples)}
+    table = analysis.win_rate_table(examples, selections, against="always b", n_boot=500, seed=0)
+    assert table.loc["always b", "win rate %"] == pytest.approx(analysis.win_rate_vs_reference(examples, [1] * 12))
+    assert table.loc["always b", "gap to always b (pts)"] == 0 and table.loc["always b", "gap CI high"] == 0
+    for name in selections:
+        row = table.loc[name]
+        assert row["CI low"] <= row["win rate %"] <= row["CI high"]
+    assert table.loc["oracle", "gap to always b (pts)"] >= 0 and table.attrs["prompts"] == 12
+    assert table.equals(analysis.win_rate_table(examples, selections, against="always b", n_boot=500, seed=0))
+    with pytest.raises(ValueError, match="against='x'"):
+        analysis.win_rate_table(examples, selections, against="x")
+    with pytest.raises(ValueError, match="selection 7 is not a candidate index"):
+        analysis.win_rate_table(examples, {"bad": [7] * 12})
+
+
+def test_paired_gap_and_claim_rows():
+    examples = verdict_pool(12)
+    oracle = analysis.oracle_selections(examples)
+    gap, low, high = analysis.paired_gap(examples, oracle, [1] * 12, n_boot=500)
+    assert gap == pytest.approx(analysis.win_rate_vs_reference(examples, oracle) - analysis.win_rate_vs_reference(examples, [1] * 12))
+    assert low <= gap <= high and analysis.paired_gap(examples, [1] * 12, [1] * 12) == (0.0, 0.0, 0.0)
+    assert analysis.claim("x", 5.0, 1.0, 9.0)["verdict"] == "holds"
+    assert analysis.claim("x", 5.0, -1.0, 9.0)["verdict"] == "within noise"
+    row = analysis.claim("x", -5.0, -9.0, -1.0)
+    assert row["verdict"] == "fails" and row["holds (estimate)"] is False and row["estimate"] == "-5.0 pts"
+    assert analysis.claim("x", 60.0, 52.0, 70.0, threshold=50, unit="%")["verdict"] == "holds"
+    assert analysis.claim("x", float("nan"), float("nan"), float("nan"))["verdict"] == "not measured"
+
+
+def test_paired_agreement_gap_counts_ties_half_on_the_same_pairs():
+    from blender_lib.data import make_example
+
+    def ex(k: int, prefs: list[float]) -> dict:
+        return make_example(id=f"e{k}", instruction="q", output="r", source="s", tags=["t"],
+                            candidates=[{"model": f"m{i}", "decoding_method": "x", "text": f"t{i}",
+                                         "scores": {PREF_SCORE: p}} for i, p in enumerate(prefs)])
+
+    examples = [ex(0, [1.0, 0.0, 0.0]), ex(1, [0.0, 1.0, 1.0])]  # 2 decisive pairs each (the third is a tie)
+    right = [np.array([3.0, 1.0, 2.0]), np.array([0.0, 2.0, 1.0])]  # orders all 4 as the gold does
+    tied = [np.zeros(3), np.zeros(3)]  # ties everywhere: half credit on every pair
+    gap, low, high = analysis.paired_agreement_gap(examples, right, tied, gold=PREF_SCORE, n_boot=200)
+    assert gap == pytest.approx(50.0) and low == pytest.approx(50.0) and high == pytest.approx(50.0)
+    assert analysis.paired_agreement_gap(examples, tied, tied, gold=PREF_SCORE)[0] == 0.0

@@ -9,8 +9,8 @@ import pytest
 import torch
 from test_reward_model import length_preferences, mock_embedder, pool_examples
 
+from blender_lib import analysis
 from blender_lib import frozen_heads as FH
-from blender_lib import real_data as rd
 from blender_lib import reward_model as RM
 from blender_lib.preferences import Preference
 
@@ -151,12 +151,12 @@ def test_agreement_reads_a_pair_matrix_as_the_pairwise_verdict():
     ex = {"id": "x", "instruction": "q", "candidates": [{"model": m, "text": m, "scores": {"win": w}} for m, w in (("a", 1.0), ("b", 0.0), ("c", 0.0))]}
     # a pair matrix that prefers a to b (right) and c to a (wrong); b vs c is a gold tie and is left out
     m = np.array([[0.0, 2.0, -1.0], [-2.0, 0.0, 0.5], [1.0, -0.5, 0.0]])
-    found = rd.preference_agreement([ex], [m], gold="win")
+    found = analysis.preference_agreement([ex], [m], gold="win")
     assert (found["n_pairs"], found["n_agree"], found["n_gold_ties"]) == (2, 1, 1)
-    gap = rd.paired_agreement_gap([ex], [m], [np.array([3.0, 1.0, 2.0])], gold="win", n_boot=10)
+    gap = analysis.paired_agreement_gap([ex], [m], [np.array([3.0, 1.0, 2.0])], gold="win", n_boot=10)
     assert gap[0] == pytest.approx(-50.0)  # the vector orders both decisive pairs right, the matrix one
     with pytest.raises(ValueError, match=r"or a pair matrix of 3 x 3"):
-        rd.preference_agreement([ex], [np.zeros((2, 2))], gold="win")
+        analysis.preference_agreement([ex], [np.zeros((2, 2))], gold="win")
 
 
 def test_the_backbone_benchmark_reads_back_as_a_table(tmp_path):

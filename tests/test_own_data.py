@@ -126,22 +126,22 @@ def test_preferences_come_from_scores_and_verdicts_and_include_empty_answers(tmp
 
 
 def test_win_rate_tables_show_each_scale_in_its_unit_and_count_unscored_picks(tmp_path):
-    from blender_lib import real_data as rd
+    from blender_lib import analysis
 
     examples = OD.load_fastchat(write_fastchat(tmp_path, singles=SINGLES, pairs=PAIRS), score_key="s")
     # candidates in answer-file order: strong, unscored, weak (unscored is absent from question 3)
     weak = [2, 2, 1]
-    table = rd.win_rate_table(examples, {"first answer": [0, 0, 0], "second": weak}, key="s", scale="likert-10",
-                              against="first answer", n_boot=50)
+    table = analysis.win_rate_table(examples, {"first answer": [0, 0, 0], "second": weak}, key="s", scale="likert-10",
+                                    against="first answer", n_boot=50)
     assert table.loc["first answer", "mean s (1-10)"] == pytest.approx(8.0)  # never x100
     assert table.loc["second", "mean s (1-10)"] == pytest.approx(3.5)  # weak's 1 and 6; its unrated 3 counts nowhere
     assert table.loc["second", "picks without a score"] == 1 and "gap to first answer (score)" in table.columns
-    assert rd.win_rate_vs_reference(examples, [0, 0, 0], key="s", scale="likert-10") == pytest.approx(8.0)
-    assert rd.candidate_win_rates(examples, key="s", scale="likert-10").to_dict() == {"strong": 8.0, "weak": 3.5}
+    assert analysis.win_rate_vs_reference(examples, [0, 0, 0], key="s", scale="likert-10") == pytest.approx(8.0)
+    assert analysis.candidate_win_rates(examples, key="s", scale="likert-10").to_dict() == {"strong": 8.0, "weak": 3.5}
     shares = [{**ex, "candidates": [{**c, "scores": {"p": 1.0}} for c in ex["candidates"]]} for ex in examples]
-    assert rd.win_rate_vs_reference(shares, [0, 0, 0], key="p") == 100.0  # a share shows as a percentage
+    assert analysis.win_rate_vs_reference(shares, [0, 0, 0], key="p") == 100.0  # a share shows as a percentage
     with pytest.raises(DataError, match="none of the 3 selected candidates has a score 'nothing'"):
-        rd.win_rate_vs_reference(examples, [0, 0, 0], key="nothing")
+        analysis.win_rate_vs_reference(examples, [0, 0, 0], key="nothing")
 
 
 def test_written_fastchat_folders_load_back_the_same_examples(tmp_path):
@@ -160,8 +160,8 @@ def test_a_fastchat_folder_with_empty_answers_and_an_unscored_model_trains_and_r
     route with the router head on the ragged rewards, and score both (a MOCK encoder embeds the texts)."""
     from test_reward_model import mock_embedder
 
+    from blender_lib import analysis
     from blender_lib import frozen_heads as FH
-    from blender_lib import real_data as rd
     from blender_lib import reward_model as RM
 
     monkeypatch.setenv("BLENDER_BOOK_CACHE", str(tmp_path / "cache"))
@@ -186,6 +186,6 @@ def test_a_fastchat_folder_with_empty_answers_and_an_unscored_model_trains_and_r
               for name, chosen in (("ranker", ranked.bubble_selections), ("router", routed.choices))}
     assert not any(ex["candidates"][k].get(EMPTY, False) for ex, k in zip(examples, ranked.bubble_selections))  # empties lose
     assert picked["ranker"].count("strong") >= 90 and set(picked["router"]) == {"strong"}  # the unscored model: label 0
-    table = rd.win_rate_table(examples, {"ranker": ranked.bubble_selections, "router": routed.choices}, key="s",
-                              scale="likert-10", n_boot=50)
+    table = analysis.win_rate_table(examples, {"ranker": ranked.bubble_selections, "router": routed.choices}, key="s",
+                                    scale="likert-10", n_boot=50)
     assert table.loc["router", "mean s (1-10)"] == 8.0

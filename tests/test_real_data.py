@@ -1,4 +1,4 @@
-"""Real-data loaders (AlpacaEval, MT-Bench, FLASK, LLMBar) and the agreement helpers.
+"""Real-data loaders (AlpacaEval, MT-Bench, FLASK, LLMBar) and their seeded samples.
 
 Most tests build a tiny folder with the real layout in ``tmp_path``, so they run on a machine without
 the data; the ones marked by the ``shared_data`` fixture read ``../shared/data`` and skip without it.
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from blender_lib import analysis
 from blender_lib import real_data as R
 from blender_lib import zooter
 from blender_lib.data import DataError, make_example, validate_examples
@@ -302,6 +303,8 @@ def test_load_mt_bench(fake_root):
     assert second[0]["id"] == "mt_bench/81/turn2" and second[0]["instruction"] == "second 81"
     assert second[0]["input"] == "first 81" and second[1]["output"] == "ref 101 b"
     assert R.load_mt_bench(fake_root, ["a"], reference="question")[1]["output"] == "short ref"
+    questions = R.mt_bench_questions(fake_root)  # the one reader of question.jsonl (strong_weak reads it too)
+    assert sorted(questions) == [81, 101, 102] and questions[101].row["category"] == "reasoning"
     assert all(ex.get("has_reference") is False for ex in R.load_mt_bench(fake_root, ["a"], reference=None))
 
 
@@ -372,6 +375,7 @@ def test_an_instruction_flask_lists_twice_gets_the_tags_of_both(tmp_path):
     tags = R.flask_tags_by_instruction(root)["Rewrite this."]
     assert tags.count("skill:Readability") == 1 and "skill:Harmlessness" in tags and "domain:Culture" in tags
 
+
 def test_load_llmbar(fake_root):
     assert R.llmbar_subsets(fake_root) == ["LLMBar__Natural", "Processed__FairEval"]
     skipped: list[tuple[str, str]] = []
@@ -393,10 +397,11 @@ def test_load_llmbar(fake_root):
 
 
 # --------------------------------------------------------------------------------------------
-# agreement helpers on a hand example
+# examples as load_alpaca_eval makes them (the analysis and cross-validation tests use them too)
 
 
-def _hand_examples() -> list[dict]:
+def hand_examples() -> list[dict]:
+    """Two AlpacaEval-like prompts, candidates a, b, c: verdicts against the reference, derived cmp_results."""
     def cand(model: str, pref: float) -> dict:
         return {"model": model, "decoding_method": "published", "text": f"{model} text", "scores": {"gpt4_pref": pref}}
 
@@ -406,48 +411,7 @@ def _hand_examples() -> list[dict]:
             for k, ps in enumerate(prefs)]
 
 
-def test_preference_agreement_on_a_hand_example():
-    examples = _hand_examples()
-    assert [ex["cmp_results"] for ex in examples] == [{"a,b": "A is better"},
-                                                      {"a,b": "B is better", "a,c": "B is better", "b,c": "Same good"}]
-    scores = [np.array([3.0, 1.0, 2.0]), np.array([1.0, 2.0, 2.0])]
-    # cmp_results: h0 a>b agrees; h1 b>a agrees, c>a agrees, b~c is a gold tie.
-    assert R.preference_agreement(examples, scores) == {"agreement": 1.0, "n_pairs": 3, "n_agree": 3,
-                                                        "n_gold_ties": 1, "n_method_ties": 0}
-    # gpt4_pref pairs: h0 (a,b) (a,c) (b,c) all decisive and agreed; h1 (a,b) (a,c) agreed, (b,c) gold tie.
-    by_pref = R.preference_agreement(examples, scores, gold="gpt4_pref")
-    assert (by_pref["n_pairs"], by_pref["n_agree"], by_pref["n_gold_ties"]) == (5, 5, 1)
-    flipped = R.preference_agreement(examples, [-s for s in scores])
-    assert flipped["agreement"] == 0.0
-    tied = R.preference_agreement(examples, [np.zeros(3), np.zeros(3)])
-    assert tied["n_method_ties"] == 3 and math.isnan(tied["agreement"])
-    with pytest.raises(ValueError, match="scores for 3 candidates"):
-        R.preference_agreement(examples, [np.zeros(2), np.zeros(3)])
-    with pytest.raises(ValueError, match="scores for 1 examples"):
-        R.preference_agreement(examples, [np.zeros(3)])
-    with pytest.raises(DataError, match="has no score 'bleu'"):
-        R.preference_agreement(examples, scores, gold="bleu")
-
-
-def test_win_rate_oracle_and_candidate_win_rates():
-    examples = _hand_examples()
-    assert R.win_rate_vs_reference(examples, [0, 0]) == pytest.approx(50.0)
-    assert R.win_rate_vs_reference(examples, [2, 2]) == pytest.approx(75.0)
-    assert R.oracle_selections(examples) == [0, 1]  # h1: b and c tie at 1.0, the first wins
-    assert R.win_rate_vs_reference(examples, R.oracle_selections(examples)) == pytest.approx(100.0)
-    rates = R.candidate_win_rates(examples)
-    assert list(rates.index) == ["c", "a", "b"] and rates["c"] == pytest.approx(75.0)
-    with pytest.raises(ValueError, match="selection 3 is not a candidate index"):
-        R.win_rate_vs_reference(examples, [0, 3])
-    with pytest.raises(ValueError, match="2 examples"):
-        R.win_rate_vs_reference(examples, [0])
-
-
-# --------------------------------------------------------------------------------------------
-# the real-data chapter's helpers: subsets, folds, selectors, bubble, pairs, judges, tables
-
-
-def _pool_examples(n: int = 12, models: tuple[str, ...] = ("a", "b", "c", "d")) -> list[dict]:
+def verdict_pool(n: int = 12, models: tuple[str, ...] = ("a", "b", "c", "d")) -> list[dict]:
     """n prompts; model 'b' wins most often, 'd' writes the longest answers; seeded verdicts."""
     rng = np.random.default_rng(3)
     out = []
@@ -461,211 +425,19 @@ def _pool_examples(n: int = 12, models: tuple[str, ...] = ("a", "b", "c", "d")) 
     return out
 
 
-def test_prompt_subset_and_folds():
-    examples = _pool_examples(12)
+def test_prompt_subset():
+    examples = verdict_pool(12)
     subset = R.prompt_subset(examples, 5, seed=1)
     assert len(subset) == 5 and subset == R.prompt_subset(examples, 5, seed=1)
     assert [ex["id"] for ex in subset] == [ex["id"] for ex in examples if ex in subset]  # original order
     assert R.prompt_subset(examples, None) == examples and R.prompt_subset(examples, 99) == examples
     with pytest.raises(ValueError, match="positive integer or None"):
         R.prompt_subset(examples, 0)
-    folds = R.assign_folds(examples, 3, seed=0)
-    assert sorted(np.bincount(list(folds.values())).tolist()) == [4, 4, 4]
-    assert folds == R.assign_folds(examples, 3, seed=0) and folds != R.assign_folds(examples, 3, seed=1)
-    by_fold = R.fold_indices(subset, folds)  # a subset keeps the folds of the full assignment
-    assert sorted(n for test in by_fold.values() for n in test) == list(range(5))
-    assert all(folds[subset[n]["id"]] == f for f, test in by_fold.items() for n in test)
-    with pytest.raises(ValueError, match="integer >= 2"):
-        R.assign_folds(examples, 1)
-    with pytest.raises(ValueError, match="cannot fill"):
-        R.assign_folds(examples[:2], 3)
-    with pytest.raises(ValueError, match="has no fold"):
-        R.fold_indices(_pool_examples(13), folds)
-    with pytest.raises(ValueError, match="at least 2"):
-        R.fold_indices(examples[:1], folds)
-
-
-def test_word_counts_and_best_single_selections():
-    examples = _pool_examples(12)
-    assert R.word_counts(examples)[0].tolist() == [1.0, 2.0, 3.0, 4.0]
-    folds = R.assign_folds(examples, 2, seed=0)
-    picks, chosen = R.best_single_selections(examples, folds)
-    for fold, test in R.fold_indices(examples, folds).items():
-        train = [ex for n, ex in enumerate(examples) if n not in test]
-        rates = R.candidate_win_rates(train)
-        assert chosen[fold] == rates.index[0]  # the best on the other folds only
-        assert all(examples[n]["candidates"][picks[n]]["model"] == chosen[fold] for n in test)
-
-
-def test_win_rate_table_with_paired_gaps():
-    examples = _pool_examples(12)
-    selections = {"always b": [1] * 12, "always c": [2] * 12, "oracle": R.oracle_selections(examples)}
-    table = R.win_rate_table(examples, selections, against="always b", n_boot=500, seed=0)
-    assert table.loc["always b", "win rate %"] == pytest.approx(R.win_rate_vs_reference(examples, [1] * 12))
-    assert table.loc["always b", "gap to always b (pts)"] == 0 and table.loc["always b", "gap CI high"] == 0
-    for name in selections:
-        row = table.loc[name]
-        assert row["CI low"] <= row["win rate %"] <= row["CI high"]
-    assert table.loc["oracle", "gap to always b (pts)"] >= 0 and table.attrs["prompts"] == 12
-    assert table.equals(R.win_rate_table(examples, selections, against="always b", n_boot=500, seed=0))
-    with pytest.raises(ValueError, match="against='x'"):
-        R.win_rate_table(examples, selections, against="x")
-    with pytest.raises(ValueError, match="selection 7 is not a candidate index"):
-        R.win_rate_table(examples, {"bad": [7] * 12})
-
-
-def test_paired_gap_and_claim_rows():
-    examples = _pool_examples(12)
-    oracle = R.oracle_selections(examples)
-    gap, low, high = R.paired_gap(examples, oracle, [1] * 12, n_boot=500)
-    assert gap == pytest.approx(R.win_rate_vs_reference(examples, oracle) - R.win_rate_vs_reference(examples, [1] * 12))
-    assert low <= gap <= high and R.paired_gap(examples, [1] * 12, [1] * 12) == (0.0, 0.0, 0.0)
-    assert R.claim("x", 5.0, 1.0, 9.0)["verdict"] == "holds"
-    assert R.claim("x", 5.0, -1.0, 9.0)["verdict"] == "within noise"
-    row = R.claim("x", -5.0, -9.0, -1.0)
-    assert row["verdict"] == "fails" and row["holds (estimate)"] is False and row["estimate"] == "-5.0 pts"
-    assert R.claim("x", 60.0, 52.0, 70.0, threshold=50, unit="%")["verdict"] == "holds"
-    assert R.claim("x", float("nan"), float("nan"), float("nan"))["verdict"] == "not measured"
-
-
-def _quality(text: str) -> float:
-    return float(len(text.split()))  # a hidden "true" quality: the longer, the better
-
-
-def _fake_logits(calls: list[int]):
-    def logits(triples):
-        calls.append(len(triples))
-        return np.array([_quality(a) - _quality(b) for _, a, b in triples])
-    return logits
-
-
-def test_bubble_selections_follow_the_model_in_any_order():
-    examples = _pool_examples(6)
-    calls: list[int] = []
-    winners, used = R.bubble_selections(examples, _fake_logits(calls), seed=0)
-    assert winners == [int(np.argmax(q)) for q in R.word_counts(examples)]  # the best, whatever the order
-    assert used == [3] * 6 and calls == [12, 12, 12]  # 3 rounds, 6 examples x both orders
-    assert R.bubble_selections(examples, _fake_logits([]), seed=5)[0] == winners
-    # a model that always prefers the first slot keeps whichever incumbent the seeded order starts with
-    firsts = {R.bubble_selections(examples, lambda t: np.ones(len(t)), seed=s)[0][0] for s in range(8)}
-    assert len(firsts) > 1
-    with pytest.raises(ValueError, match="shape"):
-        R.bubble_selections(examples, lambda t: np.zeros(1))
-
-
-def test_ranker_pair_logits_are_cached(tmp_path, monkeypatch):
-    from blender_lib import rankers
-
-    calls: list[int] = []
-    monkeypatch.setattr(rankers, "score_pairs", lambda ranker, triples, batch_size=32: _fake_logits(calls)(triples))
-    triples = [("q", "a b", "c"), ("q", "c", "a b"), ("q", "a b", "c")]
-    logits = R.ranker_pair_logits(object(), tmp_path / "logits.jsonl")
-    assert logits(triples).tolist() == [1.0, -1.0, 1.0] and calls == [2]  # the repeated triple runs once
-    again = R.ranker_pair_logits(object(), tmp_path / "logits.jsonl")
-    assert again(triples).tolist() == [1.0, -1.0, 1.0] and calls == [2]  # read back, nothing recomputed
-    assert R.ranker_pair_logits(object())(triples[:1]).tolist() == [1.0] and calls == [2, 1]  # no cache
-
-
-def test_decisive_pairs_pair_examples_and_agreement():
-    examples = _hand_examples()
-    pairs = R.decisive_pairs(examples, seed=0)
-    assert sorted(pairs) == [(0, "a", "b"), (1, "a", "b"), (1, "a", "c")]  # "b,c" is Same good: left out
-    assert R.decisive_pairs(examples, 2, seed=0) == pairs[:2]
-    two = R.pair_examples(examples, [(1, "a", "c")])[0]
-    assert [c["model"] for c in two["candidates"]] == ["a", "c"] and two["cmp_results"] == {"a,c": "B is better"}
-    assert two["meta"] == {"source_id": "h1"} and two["id"] == "h1|a|c"
-    two["candidates"][0]["scores"]["x"] = 1.0
-    assert "x" not in examples[1]["candidates"][0]["scores"]  # copies: the source example is untouched
-    margins = R.pair_margins(R.pair_examples(examples, pairs), lambda t: np.array([1.0, -1.0] * (len(t) // 2)))
-    assert [m.tolist() for m in margins] == [[1.0, -1.0]] * 3
-    with pytest.raises(ValueError, match="no candidate of \\['z'\\]"):
-        R.pair_examples(examples, [(0, "a", "z")])
-    with pytest.raises(ValueError, match="no gold label"):
-        R.pair_examples(examples, [(0, "a", "c")])
-    table = R.agreement_table(R.pair_examples(examples, pairs),
-                              {"first": [np.array([1.0, 0.0])] * 3, "ties": [np.zeros(2)] * 3})
-    assert table.loc["first", "agreement %"] == pytest.approx(100 / 3) and table.loc["first", "pairs"] == 3
-    assert table.loc["ties", "method ties"] == 3 and math.isnan(table.loc["ties", "agreement %"])
-    assert R.table_records(table)["ties"]["agreement %"] is None
-    low, high = R.wilson_interval(8, 10)
-    assert 0.44 < low < 0.8 < high < 0.97 and all(math.isnan(v) for v in R.wilson_interval(0, 0))
-
-
-class _LengthJudge:
-    """Prefers the longer candidate, with option log-probabilities like LogProbJudge's."""
-
-    name = "fake:length"
-
-    def judge(self, prompts):
-        from blender_lib.judge import LABELS, Verdict
-
-        out = []
-        for prompt in prompts:
-            a = prompt.split("Candidate A: ", 1)[1].split("\nCandidate B: ", 1)[0]
-            b = prompt.split("Candidate B: ", 1)[1].split("\nGiven the instruction", 1)[0]
-            diff = len(a.split()) - len(b.split())
-            logprobs = [-1.0 + 0.4 * diff, -1.0 - 0.4 * diff, -0.5, -3.0]  # "Same good" wins near a tie
-            out.append(Verdict(LABELS[int(np.argmax(logprobs))], json.dumps({"option_logprobs": logprobs})))
-        return out
-
-
-def test_judge_pair_examples_gives_verdicts_and_margins(tmp_path):
-    examples = _pool_examples(8)
-    pairs = R.pair_examples(examples, R.decisive_pairs(examples, seed=0))
-    judged = R.judge_pair_examples(pairs, _LengthJudge(), tmp_path / "j.jsonl")
-    lengths = R.word_counts(pairs)
-    assert [np.sign(m[0] - m[1]) for m in judged.margins] == [np.sign(w[0] - w[1]) for w in lengths]
-    decisive = [v for v in judged.verdicts if v.any()]
-    assert decisive and all(v.tolist() in ([1.0, 0.0], [0.0, 1.0]) for v in judged.verdicts if v.any())
-    assert judged.stats.requests == 2 * len(pairs) and judged.stats.consistency == 1.0
-    assert all(len(ex["cmp_results"]) == 1 and ex["cmp_results"][next(iter(ex["cmp_results"]))] in R.DECISIVE
-               for ex in pairs)  # the gold labels are untouched
-    again = R.judge_pair_examples(pairs, _LengthJudge(), tmp_path / "j.jsonl")
-    assert again.stats.from_cache == again.stats.requests and again.margins is not None
-    assert R.verdict_scores([{"id": "x", "candidates": [{"model": "a"}, {"model": "b"}],
-                              "cmp_results": {"a,b": "Same bad"}}])[0].tolist() == [0.0, 0.0]
-
-
-def test_cross_validated_pairranker_and_router_on_tiny_models(tmp_path, monkeypatch):
-    """Both cross-validation loops end to end with a tiny random encoder: every example is ranked or
-    routed by a model that never trained on it, runs are cached, and a rerun loads them."""
-    from conftest import save_tiny_models
-
-    from blender_lib import rankers, zooter
-
-    monkeypatch.setenv("BLENDER_BOOK_CACHE", str(tmp_path / "cache"))
-    examples = _pool_examples(8)
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d", "question", *map(str, range(8))]
-    encoder = save_tiny_models(tmp_path / "tiny", words, ("encoder",))["encoder"]
-    folds = R.assign_folds(examples, 2, seed=0)
-    pairs = R.pair_examples(examples, R.decisive_pairs(examples, 3, seed=0))
-    config = rankers.PairRankerConfig(backbone=str(encoder), metrics=("gpt4_pref",), source_max_length=8,
-                                      candidate_max_length=8, epochs=1, batch_size=4, bf16=False, device="cpu", seed=0)
-    cv = R.cross_validate_pairranker(examples, folds, config, pairs=pairs, root=tmp_path / "runs")
-    assert len(cv.selections) == 8 and cv.comparisons == [3] * 8 and sorted(cv.reports) == [0, 1]
-    assert all(0 <= k < 4 for k in cv.selections) and len(cv.pair_scores) == 3
-    assert all(s[0] == -s[1] for s in cv.pair_scores)
-    for fold, report in cv.reports.items():
-        assert report.pairs_per_epoch > 0 and Path(report.out_dir).parent == tmp_path / "runs"
-    again = R.cross_validate_pairranker(examples, folds, config, pairs=pairs, root=tmp_path / "runs")
-    assert again.selections == cv.selections and all(r.train_pairs == 0 for r in again.reports.values())
-    with pytest.raises(ValueError, match="has no fold"):
-        R.cross_validate_pairranker(examples, folds, config, pairs=[{**pairs[0], "meta": {"source_id": "zz"}}])
-
-    rewards = zooter.metric_rewards(examples, "gpt4_pref")
-    router_config = zooter.RouterConfig(backbone=str(encoder), source_max_length=8, epochs=1, batch_size=4,
-                                        bf16=False, device="cpu", seed=0)
-    routed = R.cross_validate_router(examples, folds, rewards, router_config, tags=zooter.data_tags(examples), beta=0.3)
-    assert len(routed.choices) == 8 and sorted(routed.reports) == [0, 1]
-    assert routed.routed_to == [ex["candidates"][k]["model"] for ex, k in zip(examples, routed.choices)]
-    with pytest.raises(ValueError, match="beta > 0 needs tags"):
-        R.cross_validate_router(examples, folds, rewards, router_config, beta=0.3)
-    with pytest.raises(ValueError, match="rewards for 7 examples"):
-        R.cross_validate_router(examples, folds, rewards[:7], router_config)
 
 
 # --------------------------------------------------------------------------------------------
 # the real data (skips without ../shared/data)
+
 
 ALPACA_POOL = ["gpt4", "claude", "tulu-2-dpo-7b", "vicuna-13b", "alpaca-7b"]
 
@@ -677,10 +449,10 @@ def test_real_alpaca_eval_counts_and_skips(shared_data):
     assert [reason for _, reason in skipped] == ["reference text_davinci_003: empty output"] * 2
     assert {len(ex["candidates"]) for ex in examples} == {5}
     assert {ex["tags"][0] for ex in examples} == {"helpful_base", "koala", "oasst", "selfinstruct", "vicuna"}
-    prefs = np.array([R.candidate_scores(ex) for ex in examples])
+    prefs = np.array([analysis.candidate_scores(ex) for ex in examples])
     assert set(np.unique(prefs)) <= {0.0, 0.5, 1.0}
     # the derived cmp_results agree with the per-candidate preferences they come from
-    assert R.preference_agreement(examples, list(prefs))["agreement"] == 1.0
+    assert analysis.preference_agreement(examples, list(prefs))["agreement"] == 1.0
 
 
 @pytest.mark.parametrize("annotator", ["alpaca_eval_gpt4", "weighted_alpaca_eval_gpt4_turbo"])
@@ -704,8 +476,8 @@ def test_real_suggested_pool_and_its_win_rates(shared_data):
     assert table.loc[pool, "full_coverage"].all() and list(rates) == sorted(rates, reverse=True)
     assert rates.max() - rates.min() > 50
     examples = R.load_alpaca_eval(shared_data, pool, limit=100, skipped=[])
-    singles = R.candidate_win_rates(examples)
-    oracle = R.win_rate_vs_reference(examples, R.oracle_selections(examples))
+    singles = analysis.candidate_win_rates(examples)
+    oracle = analysis.win_rate_vs_reference(examples, analysis.oracle_selections(examples))
     assert oracle >= singles.max() and len(singles) == 10
 
 
@@ -742,21 +514,5 @@ def test_real_llmbar(shared_data):
                      "Processed__MT-Bench": 200}
     assert [ex_id.split("/")[1] for ex_id, _ in skipped] == ["Processed__LLMEval2"] * 2
     lengths = [np.array([len(c["text"]) for c in ex["candidates"]], dtype=float) for ex in examples]
-    agreement = R.preference_agreement(examples, lengths)
+    agreement = analysis.preference_agreement(examples, lengths)
     assert agreement["n_pairs"] + agreement["n_method_ties"] == 883 and 0 < agreement["agreement"] < 1
-
-
-def test_paired_agreement_gap_counts_ties_half_on_the_same_pairs():
-    from blender_lib.data import make_example
-
-    def ex(k: int, prefs: list[float]) -> dict:
-        return make_example(id=f"e{k}", instruction="q", output="r", source="s", tags=["t"],
-                            candidates=[{"model": f"m{i}", "decoding_method": "x", "text": f"t{i}",
-                                         "scores": {R.PREF_SCORE: p}} for i, p in enumerate(prefs)])
-
-    examples = [ex(0, [1.0, 0.0, 0.0]), ex(1, [0.0, 1.0, 1.0])]  # 2 decisive pairs each (the third is a tie)
-    right = [np.array([3.0, 1.0, 2.0]), np.array([0.0, 2.0, 1.0])]  # orders all 4 as the gold does
-    tied = [np.zeros(3), np.zeros(3)]  # ties everywhere: half credit on every pair
-    gap, low, high = R.paired_agreement_gap(examples, right, tied, gold=R.PREF_SCORE, n_boot=200)
-    assert gap == pytest.approx(50.0) and low == pytest.approx(50.0) and high == pytest.approx(50.0)
-    assert R.paired_agreement_gap(examples, tied, tied, gold=R.PREF_SCORE)[0] == 0.0
