@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .checks import check_field_types, check_training_settings, config_from_dict
 from .examples import Scores
@@ -154,6 +155,21 @@ class EncoderModel(SavedInFolder, nn.Module):
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+
+    def eval_batches(self, lengths: Sequence[int], batch_size: int | None, desc: str,
+                     progress: bool = False) -> Iterator[list[int]]:
+        """Indices of inference batches, shortest inputs first (little padding), with the model in
+        eval mode and autocast while they run; its training mode comes back afterwards."""
+        batch_size = batch_size or self.config.eval_batch_size
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        was_training = self.training
+        self.eval()
+        try:
+            with self._autocast():
+                for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress):
+                    yield order[start : start + batch_size]
+        finally:
+            self.train(was_training)
 
     # -- what a model adds: its training batches (see blender_lib.training) and its scores
 

@@ -543,20 +543,11 @@ class SimCLSModel(EncoderModel):
     def embed(self, texts: Sequence[str], budget: int, *, batch_size: int | None = None,
               progress: bool = False) -> torch.Tensor:
         """Mean-pooled embeddings (unnormalised, fp32), length-sorted batches."""
-        batch_size = batch_size or self.config.eval_batch_size
         framed = [self._frame(self.tokens(t, budget)) for t in texts]
-        order = _ordered(framed, len)
         out = torch.zeros((len(texts), self.encoder.config.hidden_size))
-        was_training = self.training
-        self.eval()
-        try:
-            with self._autocast():
-                for start in tqdm(range(0, len(order), batch_size), desc="SimCLS", disable=not progress):
-                    idx = order[start : start + batch_size]
-                    batch = {k: v.to(self.device) for k, v in self.pad([framed[k] for k in idx]).items()}
-                    out[idx] = self.pooled(batch["input_ids"], batch["attention_mask"]).cpu()
-        finally:
-            self.train(was_training)
+        for idx in self.eval_batches([len(f) for f in framed], batch_size, "SimCLS", progress):
+            batch = {k: v.to(self.device) for k, v in self.pad([framed[k] for k in idx]).items()}
+            out[idx] = self.pooled(batch["input_ids"], batch["attention_mask"]).cpu()
         return out
 
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
@@ -636,23 +627,14 @@ class SummaRerankerModel(EncoderModel):
     def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
               batch_size: int | None = None, progress: bool = False) -> Scores:
         check_text_inputs(sources, candidate_lists)
-        batch_size = batch_size or self.config.eval_batch_size
         pairs = [(s, c) for s, cands in zip(sources, candidate_lists) for c in cands]
         unique = list(dict.fromkeys(pairs))
         encoded = [self.encode_pair(s, c) for s, c in unique]
-        order = _ordered(encoded, lambda e: len(e[0]))
         values = np.zeros(len(unique))
-        was_training = self.training
-        self.eval()
-        try:
-            with self._autocast():
-                for start in tqdm(range(0, len(order), batch_size), desc="SummaReranker", disable=not progress):
-                    idx = order[start : start + batch_size]
-                    batch = self.pad([encoded[k][0] for k in idx], [encoded[k][1] for k in idx])
-                    logits = self.logits(**{k: v.to(self.device) for k, v in batch.items()})
-                    values[idx] = torch.sigmoid(logits.mean(-1)).cpu().numpy()
-        finally:
-            self.train(was_training)
+        for idx in self.eval_batches([len(e[0]) for e in encoded], batch_size, "SummaReranker", progress):
+            batch = self.pad([encoded[k][0] for k in idx], [encoded[k][1] for k in idx])
+            logits = self.logits(**{k: v.to(self.device) for k, v in batch.items()})
+            values[idx] = torch.sigmoid(logits.mean(-1)).cpu().numpy()
         lookup = dict(zip(unique, values))
         return _split(np.array([lookup[p] for p in pairs]), candidate_lists)
 

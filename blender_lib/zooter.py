@@ -51,7 +51,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .encoders import EncoderConfig, EncoderModel
 from .examples import (GPT_RANK, Scores, check_examples, check_text_inputs, data_key, example_models, metric_values,
@@ -483,21 +482,12 @@ class RouterModel(EncoderModel):
         for n, query in enumerate(queries):
             if not isinstance(query, str) or not query.strip():
                 raise ValueError(f"query {n} is empty")
-        batch_size = batch_size or self.config.eval_batch_size
         unique = list(dict.fromkeys(queries))
         encoded = [self.encode(q) for q in unique]
-        order = sorted(range(len(unique)), key=lambda k: len(encoded[k]))
         probs = np.zeros((len(unique), len(self.models)))
-        was_training = self.training
-        self.eval()
-        try:
-            with self._autocast():
-                for start in tqdm(range(0, len(order), batch_size), desc="router", disable=not progress):
-                    idx = order[start : start + batch_size]
-                    batch = {k: v.to(self.device) for k, v in self.pad([encoded[k] for k in idx]).items()}
-                    probs[idx] = torch.softmax(self.logits(**batch), dim=-1).cpu().numpy()
-        finally:
-            self.train(was_training)
+        for idx in self.eval_batches([len(e) for e in encoded], batch_size, "router", progress):
+            batch = {k: v.to(self.device) for k, v in self.pad([encoded[k] for k in idx]).items()}
+            probs[idx] = torch.softmax(self.logits(**batch), dim=-1).cpu().numpy()
         row = {q: k for k, q in enumerate(unique)}
         return probs[[row[q] for q in queries]] if queries else probs
 
