@@ -3,7 +3,11 @@
 Nothing here retypes a number. Our numbers come from the chapters' results files
 (:func:`blender_lib.results.read_results`), the papers' from ``data/paper_numbers``
 (:func:`blender_lib.paper.published_table`). This module only picks rows, puts them beside each other
-and does the cost accounting the chapters already define:
+and does the cost accounting the chapters already define. Rows are found by the selectors' stable
+ids (:mod:`blender_lib.selectors`: ``"best_single"``, ``"pairranker:max_logits"``, ...) and shown by
+the label each chapter stored beside the id.
+
+Cost accounting:
 
 - LLM generations per query: 1 for one model (best single, random, the router), N for every method
   that needs all N candidates (RMR, PairRanker, LLM-Blender, the oracle), plus 1 for the fuser;
@@ -27,6 +31,7 @@ import pandas as pd
 
 from .paper import published_table
 from .results import read_results
+from .selectors import selector_family
 
 PAIRRANKER, GENFUSER, ZOOTER, REAL_LLMS, ROUTING = "03_pairranker", "04_genfuser", "05_zooter", "06_real_llms", "08_routing"
 CHAPTERS: tuple[str, ...] = (PAIRRANKER, GENFUSER, ZOOTER, REAL_LLMS)
@@ -88,16 +93,24 @@ def _rows(chapter: Mapping[str, Any], key: str, stem: str) -> dict[str, dict[str
     return {str(name): dict(row) for name, row in rows.items()}
 
 
-def find_row(rows: Mapping[str, Any], prefix: str, *, where: str = "") -> str:
-    """The one row name that starts with ``prefix`` (row names carry parameters, e.g. the model picked)."""
-    matches = [name for name in rows if name == prefix or name.startswith(prefix)]
-    exact = [name for name in matches if name == prefix]
-    if exact:
-        return exact[0]
-    if len(matches) != 1:
-        what = "no row" if not matches else f"{len(matches)} rows ({matches})"
-        raise KeyError(f"{what} starting with {prefix!r}{' in ' + where if where else ''}; rows: {list(rows)}")
-    return matches[0]
+def row_of(rows: Mapping[str, Any], selector_id: str, *, where: str = "") -> dict[str, Any]:
+    """The row of a selector, by its id; a clear error lists the ids there are."""
+    if selector_id not in rows:
+        raise KeyError(f"no row {selector_id!r}{' in ' + where if where else ''}; rows: {list(rows)}")
+    return rows[selector_id]
+
+
+def label_of(rows: Mapping[str, Any], selector_id: str) -> str:
+    """The label a chapter shows for a selector (stored beside its id; the id itself when none is)."""
+    return str(rows[selector_id].get("label", selector_id))
+
+
+def _frame(rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Stored rows as a table shown by their labels (rows stored without one keep their key)."""
+    table = pd.DataFrame.from_dict({name: {k: v for k, v in row.items() if k != "label"} for name, row in rows.items()},
+                                   orient="index")
+    table.index = [str(row.get("label", name)) for name, row in rows.items()]
+    return table
 
 
 # -- the headline table -------------------------------------------------------------------------------------
@@ -108,23 +121,23 @@ class HeadlineRow:
 
     chapter: str
     table: str  # the key of the rows in the chapter's results
-    prefix: str  # the row name, or its start (names carry parameters)
+    selector: str  # the selector's id (blender_lib.selectors)
     paper: str | None  # the row of LLM-Blender's Table 2, or None where the paper has none
 
 
 HEADLINE: tuple[HeadlineRow, ...] = (
-    HeadlineRow(PAIRRANKER, "table2", "Random", "Random"),
-    HeadlineRow(PAIRRANKER, "table2", "Best single on val", "Open Assistant"),
-    HeadlineRow(PAIRRANKER, "table2", "LM-scoring", "MLM-Scoring"),
-    HeadlineRow(PAIRRANKER, "table2", "SimCLS-style", "SimCLS"),
-    HeadlineRow(PAIRRANKER, "table2", "SummaReranker-style", "SummaReranker"),
-    HeadlineRow(PAIRRANKER, "table2", "PairRanker (bubble)", None),
-    HeadlineRow(PAIRRANKER, "table2", "PairRanker (max-logits)", "PairRanker"),
-    HeadlineRow(GENFUSER, "table", "LLM-Blender", "PairRanker top-3 + GenFuser"),
-    HeadlineRow(ZOOTER, "side_by_side", "RMR", None),
-    HeadlineRow(ZOOTER, "side_by_side", "ZOOTER router", None),
-    HeadlineRow(PAIRRANKER, "table2", "Oracle (bertscore)", "Oracle (BERTScore)"),
-    HeadlineRow(PAIRRANKER, "table2", "Oracle (gpt_rank)", "Oracle (GPT-Rank)"),
+    HeadlineRow(PAIRRANKER, "table2", "random", "Random"),
+    HeadlineRow(PAIRRANKER, "table2", "best_single", "Open Assistant"),
+    HeadlineRow(PAIRRANKER, "table2", "lm_scoring", "MLM-Scoring"),
+    HeadlineRow(PAIRRANKER, "table2", "simcls", "SimCLS"),
+    HeadlineRow(PAIRRANKER, "table2", "summareranker", "SummaReranker"),
+    HeadlineRow(PAIRRANKER, "table2", "pairranker:bubble", None),
+    HeadlineRow(PAIRRANKER, "table2", "pairranker:max_logits", "PairRanker"),
+    HeadlineRow(GENFUSER, "table", "llm_blender", "PairRanker top-3 + GenFuser"),
+    HeadlineRow(ZOOTER, "side_by_side", "rmr", None),
+    HeadlineRow(ZOOTER, "side_by_side", "router", None),
+    HeadlineRow(PAIRRANKER, "table2", "oracle:bertscore", "Oracle (BERTScore)"),
+    HeadlineRow(PAIRRANKER, "table2", "oracle:gpt_rank", "Oracle (GPT-Rank)"),
 )
 
 
@@ -152,13 +165,13 @@ def _value(row: Mapping[str, Any], column: str, scale: float = 1.0) -> float:
     return float("nan") if value is None else float(value) * scale
 
 
-def _judged_gpt_rank(chapter: Mapping[str, Any], name: str) -> float:
+def _judged_gpt_rank(chapter: Mapping[str, Any], selector_id: str) -> float:
     """GPT-Rank from a chapter's ``judged_table`` (chapter 4 judges the fused answers apart), used
     only when the judge saw every example of the table; NaN otherwise (not the same examples)."""
     judged = chapter.get("judged_table") or {}
     judge = chapter.get("judge") or {}
-    if name in judged and GPT_RANK in judged[name] and judge.get("examples") == chapter.get("examples"):
-        return float(judged[name][GPT_RANK])
+    if selector_id in judged and GPT_RANK in judged[selector_id] and judge.get("examples") == chapter.get("examples"):
+        return float(judged[selector_id][GPT_RANK])
     return float("nan")
 
 
@@ -171,27 +184,26 @@ def headline_table(results: Results, *, rows: Sequence[HeadlineRow] = HEADLINE,
     BERTScore model and candidates differ from the paper's). GPT-Rank is a mean rank among
     "ranked among" answers (more in the paper), so only its order within a column means something."""
     paper = published_table("llm_blender_table2") if paper is None else paper
-    random_row = next((r for r in rows if r.prefix == "Random"), None)
+    random_row = next((r for r in rows if r.selector == "random"), None)
     ours_random = float("nan")
     if random_row is not None and random_row.chapter in results:
         table = _rows(results[random_row.chapter], random_row.table, random_row.chapter)
-        ours_random = _value(table[find_row(table, "Random", where=random_row.chapter)], "bertscore", 100)
+        ours_random = _value(row_of(table, "random", where=random_row.chapter), "bertscore", 100)
     paper_random = float(paper.loc["Random", "bertscore"]) if "Random" in paper.index else float("nan")
     out = {}
     for spec in rows:
         if spec.chapter not in results:
             continue
         table = _rows(results[spec.chapter], spec.table, spec.chapter)
-        name = find_row(table, spec.prefix, where=f"{spec.chapter} {spec.table}")
-        ours = table[name]
+        ours = row_of(table, spec.selector, where=f"{spec.chapter} {spec.table}")
         published = paper.loc[spec.paper] if spec.paper is not None else None
 
         def pub(column: str, published: pd.Series | None = published) -> float:
             return float(published[column]) if published is not None and pd.notna(published[column]) else float("nan")
 
         bert = _value(ours, "bertscore", 100)
-        gpt_rank = _value(ours, GPT_RANK) if GPT_RANK in ours else _judged_gpt_rank(results[spec.chapter], name)
-        out[name] = {
+        gpt_rank = _value(ours, GPT_RANK) if GPT_RANK in ours else _judged_gpt_rank(results[spec.chapter], spec.selector)
+        out[label_of(table, spec.selector)] = {
             "chapter": spec.chapter,
             "paper row": spec.paper or "",
             "BERTScore x100 (ours)": bert,
@@ -209,15 +221,15 @@ def headline_table(results: Results, *, rows: Sequence[HeadlineRow] = HEADLINE,
 
 # -- chapter tables beside the papers' ----------------------------------------------------------------------
 
-TABLE3: dict[str, str] = {
-    "Random": "Random",
-    "bleu (reads the reference)": "BLEU",
-    "bertscore (reads the reference)": "BERTScore",
-    "bartscore (reads the reference)": "BARTScore",
-    "LM-scoring": "MLM-Scoring",
-    "SimCLS-style": "SimCLS",
-    "SummaReranker-style": "SummaReranker",
-    "PairRanker (max-logits)": "PairRanker",
+TABLE3: dict[str, str] = {  # our selector id -> the row of the paper's Table 3
+    "random": "Random",
+    "reference:bleu": "BLEU",
+    "reference:bertscore": "BERTScore",
+    "reference:bartscore": "BARTScore",
+    "lm_scoring": "MLM-Scoring",
+    "simcls": "SimCLS",
+    "summareranker": "SummaReranker",
+    "pairranker:max_logits": "PairRanker",
 }
 
 
@@ -231,14 +243,12 @@ def rank_correlation_table(results: Results, *, paper: pd.DataFrame | None = Non
     by_metric = chapter.get("table3_bertscore") or {}
     random_footrule = (PAPER_GPT_RANK_CANDIDATES ** 2 - 1) / 3
     out = {}
-    for prefix, paper_row in TABLE3.items():
-        try:
-            name = find_row(by_judge, prefix, where="03_pairranker table3_gpt_rank")
-        except KeyError:
+    for selector_id, paper_row in TABLE3.items():
+        if selector_id not in by_judge:  # e.g. a metric the profile does not report
             continue
-        ours, metric_row = by_judge[name], by_metric.get(name, {})
+        ours, metric_row = by_judge[selector_id], by_metric.get(selector_id, {})
         published = paper.loc[paper_row]
-        out[name] = {
+        out[label_of(by_judge, selector_id)] = {
             "paper row": paper_row,
             "Spearman x100 vs GPT-Rank (ours)": _value(ours, "spearman (official)", 100),
             "Spearman x100 vs GPT-Rank (paper)": float(published["spearman"]),
@@ -257,11 +267,10 @@ def genfuser_tables(results: Results, *, paper: pd.DataFrame | None = None) -> d
     ``ablation``; ``paper``: LLM-Blender's Table 2 rows for the same comparison."""
     paper = published_table("llm_blender_table2") if paper is None else paper
     chapter = _require(results, GENFUSER)
-    judged = {"judged_table": pd.DataFrame.from_dict(_rows(chapter, "judged_table", GENFUSER), orient="index")} \
-        if chapter.get("judged_table") else {}
+    judged = {"judged_table": _frame(_rows(chapter, "judged_table", GENFUSER))} if chapter.get("judged_table") else {}
     return {
-        "table": pd.DataFrame.from_dict(_rows(chapter, "table", GENFUSER), orient="index"), **judged,
-        "ablation": pd.DataFrame.from_dict(_rows(chapter, "ablation", GENFUSER), orient="index"),
+        "table": _frame(_rows(chapter, "table", GENFUSER)), **judged,
+        "ablation": _frame(_rows(chapter, "ablation", GENFUSER)),
         "paper": paper.loc[["PairRanker top-3 + GenFuser", "PairRanker", "Open Assistant", "Random"],
                            ["bertscore", "bartscore", "gpt_rank", "top3_pct"]],
     }
@@ -270,7 +279,7 @@ def genfuser_tables(results: Results, *, paper: pd.DataFrame | None = None) -> d
 def zooter_table(results: Results) -> pd.DataFrame:
     """Chapter 5's router against RMR, best single, random and oracle, as stored (the ZOOTER paper's
     per-benchmark numbers are not in ``data/paper_numbers``: its claims are compared, not its numbers)."""
-    return pd.DataFrame.from_dict(_rows(_require(results, ZOOTER), "side_by_side", ZOOTER), orient="index")
+    return _frame(_rows(_require(results, ZOOTER), "side_by_side", ZOOTER))
 
 
 REAL_LLMS_KEYS: tuple[str, ...] = ("held_out_comparison", "win_rates_reward_model", "win_rates_router_subset", "win_rates_pairranker_subset", "win_rates_flask_tags",
@@ -292,7 +301,7 @@ def real_llms_tables(results: Results, keys: Sequence[str] = REAL_LLMS_KEYS, *,
         k for k, v in chapter.items() if _is_table(v) and k != "claims" and not k.endswith("_config")]
     if not chosen:
         raise KeyError(f"results of {REAL_LLMS} have no table (keys: {sorted(chapter)})")
-    tables = {k: pd.DataFrame.from_dict(_rows(chapter, k, REAL_LLMS), orient="index") for k in chosen}
+    tables = {k: _frame(_rows(chapter, k, REAL_LLMS)) for k in chosen}
     return {k: t.loc[[name for name in t.index if name not in pool]] for k, t in tables.items()}
 
 
@@ -327,10 +336,10 @@ GENERATIONS, SCORER, CALLS, TOKENS = ("LLM generations / query", "scorer passes 
                                       "generated tokens / query")
 
 
-SHORT_LABELS: dict[str, str] = {
-    "Best single": "best single", "Random": "random", "ZOOTER router": "ZOOTER router", "RMR": "RMR",
-    "PairRanker (max-logits)": "PairRanker full", "PairRanker (bubble)": "PairRanker bubble",
-    "LLM-Blender": "LLM-Blender", "Oracle": "oracle",
+SHORT_LABELS: dict[str, str] = {  # selector id (or its family) -> the figure's short label
+    "best_single": "best single", "random": "random", "router": "ZOOTER router", "rmr": "RMR",
+    "pairranker:max_logits": "PairRanker full", "pairranker:bubble": "PairRanker bubble",
+    "llm_blender": "LLM-Blender", "oracle": "oracle",
 }
 
 
@@ -347,13 +356,12 @@ def _same_test_set(results: Results, stems: Sequence[str]) -> int:
     return int(seen[stems[0]]["N"])
 
 
-def _fuser_tokens(chapter: Mapping[str, Any], method: str) -> float:
-    """The fuser's generated tokens per query from chapter 4's ablation, for the K in ``method``'s name."""
-    match = re.search(r"top-(\d+)", method)
-    if match is None:
-        raise KeyError(f"cannot read K from chapter 4's method name {method!r}")
-    ablation = _rows(chapter, "ablation", GENFUSER)
-    row = ablation[find_row(ablation, f"GenFuser top-{match.group(1)}", where="04_genfuser ablation")]
+def _fuser_tokens(chapter: Mapping[str, Any]) -> float:
+    """The fuser's generated tokens per query: chapter 4's ablation row of its own K (``fuser_config.top_k``)."""
+    k = (chapter.get("fuser_config") or {}).get("top_k")
+    if not isinstance(k, int):
+        raise KeyError(f"chapter 4's results record no fuser_config.top_k (keys: {sorted(chapter)})")
+    row = row_of(_rows(chapter, "ablation", GENFUSER), f"genfuser:top{k}", where="04_genfuser ablation")
     if TOKENS not in row:
         raise KeyError(f"chapter 4's ablation records no {TOKENS!r} (columns: {sorted(row)})")
     return float(row[TOKENS])
@@ -368,42 +376,40 @@ def cost_quality_points(results: Results, *, quality: str = "bertscore") -> pd.D
     n = _same_test_set(results, stems)
     side = _rows(r5, "side_by_side", ZOOTER)
     table2 = _rows(r3, "table2", PAIRRANKER)
-    rmr = find_row(side, "RMR", where="05_zooter side_by_side")
-    all_tokens = float(side[rmr][TOKENS])
+    all_tokens = float(row_of(side, "rmr", where="05_zooter side_by_side")[TOKENS])
     bubble_comparisons = float(r3.get("bubble_comparisons_per_example", n - 1))
 
-    def point(stem: str, name: str, row: Mapping[str, Any], kind: str, generations: float, scorer: float,
+    def point(stem: str, rows: Mapping[str, Any], selector_id: str, kind: str, generations: float, scorer: float,
               tokens: float) -> dict[str, Any]:
+        row = row_of(rows, selector_id, where=stem)
         if quality not in row:
-            raise KeyError(f"{stem} row {name!r} has no {quality!r} (columns: {sorted(row)})")
-        label = next(short for prefix, short in SHORT_LABELS.items() if name.startswith(prefix))
-        return {"method": name, "label": label, "chapter": stem, "kind": kind, quality: float(row[quality]),
-                GENERATIONS: generations, SCORER: scorer, CALLS: generations + scorer, TOKENS: tokens}
+            raise KeyError(f"{stem} row {selector_id!r} has no {quality!r} (columns: {sorted(row)})")
+        short = SHORT_LABELS.get(selector_id) or SHORT_LABELS[selector_family(selector_id)]
+        return {"method": label_of(rows, selector_id), "label": short, "chapter": stem, "kind": kind,
+                quality: float(row[quality]), GENERATIONS: generations, SCORER: scorer, CALLS: generations + scorer,
+                TOKENS: tokens}
 
-    def from_zooter(prefix: str, kind: str, scorer: float) -> dict[str, Any]:
-        name = find_row(side, prefix, where="05_zooter side_by_side")
-        row = side[name]
-        return point(ZOOTER, name, row, kind, float(row["LLM calls / query"]), scorer, float(row[TOKENS]))
+    def from_zooter(selector_id: str, kind: str, scorer: float) -> dict[str, Any]:
+        row = row_of(side, selector_id, where="05_zooter side_by_side")
+        return point(ZOOTER, side, selector_id, kind, float(row["LLM calls / query"]), scorer, float(row[TOKENS]))
 
-    def from_pairranker(prefix: str, scorer: float) -> dict[str, Any]:
-        name = find_row(table2, prefix, where="03_pairranker table2")
-        return point(PAIRRANKER, name, table2[name], "rank all N", float(n), scorer, all_tokens)
+    def from_pairranker(selector_id: str, scorer: float) -> dict[str, Any]:
+        return point(PAIRRANKER, table2, selector_id, "rank all N", float(n), scorer, all_tokens)
 
     points = [
-        from_zooter("Best single on val", "one model", 0.0),
-        from_zooter("Random", "one model", 0.0),
-        from_zooter("ZOOTER router", "one model", 1.0),
-        from_zooter("RMR", "rank all N", float(n)),
-        from_pairranker("PairRanker (max-logits)", float(n * (n - 1))),
-        from_pairranker("PairRanker (bubble)", 2 * bubble_comparisons),
+        from_zooter("best_single", "one model", 0.0),
+        from_zooter("random", "one model", 0.0),
+        from_zooter("router", "one model", 1.0),
+        from_zooter("rmr", "rank all N", float(n)),
+        from_pairranker("pairranker:max_logits", float(n * (n - 1))),
+        from_pairranker("pairranker:bubble", 2 * bubble_comparisons),
     ]
     if GENFUSER in results:
         r4 = results[GENFUSER]
-        table = _rows(r4, "table", GENFUSER)
-        name = find_row(table, "LLM-Blender", where="04_genfuser table")
-        points.append(point(GENFUSER, name, table[name], "rank all N + fuse", float(n + 1), float(n * (n - 1)),
-                            all_tokens + _fuser_tokens(r4, name)))
-    points.append(from_zooter("Oracle", "oracle (reads the reference)", 0.0))
+        points.append(point(GENFUSER, _rows(r4, "table", GENFUSER), "llm_blender", "rank all N + fuse", float(n + 1),
+                            float(n * (n - 1)), all_tokens + _fuser_tokens(r4)))
+    oracle = next(i for i in side if selector_family(i) == "oracle")  # chapter 5's oracle, by its quality metric
+    points.append(from_zooter(oracle, "oracle (reads the reference)", 0.0))
     return pd.DataFrame(points).set_index("method")
 
 

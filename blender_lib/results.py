@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,22 +36,24 @@ def _rounded(value: Any, digits: int) -> Any:
     return value
 
 
-def rows_with_undefined(table: "pd.DataFrame") -> dict[str, dict[str, Any]]:
-    """A table's rows for :func:`write_results`, an undefined cell (NaN) stored as null: the rank
-    correlation of a selector whose scores never vary (a degenerate ranker) is undefined, not zero.
-    Every other non-finite number is still refused."""
-    return {str(row): {str(col): (None if isinstance(v, float) and math.isnan(v) else v) for col, v in values.items()}
-            for row, values in table.to_dict(orient="index").items()}
-
-
 def table_records(table: "pd.DataFrame") -> dict[str, dict[str, Any]]:
     """A table as {row: {column: value}} for :func:`write_results`: a multi-level row label joined
-    with " | ", NaN (a rate over no pairs) stored as None."""
+    with " | ", an undefined cell (NaN: a rate over no pairs, the rank correlation of a ranker whose
+    scores never vary) stored as null, not as a number; every other non-finite number is refused."""
     out = {}
     for key, row in table.to_dict(orient="index").items():
         name = " | ".join(map(str, key)) if isinstance(key, tuple) else str(key)
         out[name] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     return out
+
+
+def rows_by_id(table: "pd.DataFrame", labels: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """A table indexed by selector ids as ``{id: {"label": its label, column: value}}`` (NaN as None,
+    like :func:`table_records`): results files key selectors by their stable id, chapter 7 shows the label."""
+    missing = [i for i in table.index if i not in labels]
+    if missing:
+        raise KeyError(f"no label for selector id(s) {missing}; labels know {list(labels)}")
+    return {name: {"label": labels[name], **row} for name, row in table_records(table).items()}
 
 
 def write_results(stem: str, results: dict[str, Any], *, digits: int = 4, results_dir: Path | None = None) -> Path:

@@ -15,6 +15,27 @@ selector                      what it is
 :func:`oracle_scores`         the metric itself (it reads the reference), or ``"gpt_rank"``
                               (negative GPT-Rank: reads the judge). An upper bound, not a method
 ============================  ============================================================
+
+Every selector has a stable **id** beside the label a table shows: results files and chapter 7 key
+rows by id, while labels may carry parameters (the model picked, beta, a scorer's model). An id
+is ``family`` or ``family:parameter``:
+
+=============================  ==========================================================
+id                             selector
+=============================  ==========================================================
+``random``, ``best_single``    random; the best single model on validation
+``oracle:<metric>``            the oracle by a metric or ``gpt_rank``
+``reference:<metric>``         a metric's own ranking (Table 3's reference rows)
+``lm_scoring``,                MLM/LM-scoring; the pointwise reward (reward model or LM
+``reward_model``               stand-in); SimCLS-style; SummaReranker-style
+``simcls``, ``summareranker``
+``pairranker:<aggregation>``   PairRanker by ``max_logits``, ``max_wins`` or ``bubble``
+``pairrm``                     the published PairRM checkpoint
+``llm_blender``,               PairRanker top-K + our GenFuser; + a released fuser;
+``llm_blender:released``,      the K ablation's fusers (``genfuser:top3``, ``genfuser:random3``)
+``genfuser:<inputs>``
+``router``, ``rmr``            the ZOOTER router; reward-model ranking
+=============================  ==========================================================
 """
 
 from __future__ import annotations
@@ -24,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .examples import GPT_RANK, Scores, check_examples, check_scores, metric_values, score_table
 from .judge import ranks_from_scores
@@ -114,3 +136,31 @@ def oracle_scores(examples: Sequence[Mapping[str, Any]], metric: str) -> Scores:
     check_examples(examples)
     return [metric_values(ex, metric) for ex in examples]
 
+
+
+# --------------------------------------------------------------------------------------------
+# ids and labels
+
+FAMILY_GROUPS: dict[str, str] = {"oracle": "oracle", "reference": "oracle", "pairranker": "PairRanker",
+                                 "pairrm": "PairRanker"}  # every other family is a "baseline"
+POINTWISE: tuple[str, ...] = ("lm_scoring", "reward_model", "simcls", "summareranker")  # read one candidate at a time
+
+
+def selector_family(selector_id: str) -> str:
+    """The part of an id before its parameter: ``"oracle:bertscore"`` -> ``"oracle"``."""
+    if not isinstance(selector_id, str) or not selector_id or selector_id != selector_id.strip():
+        raise ValueError(f"a selector id is a non-empty name like 'random' or 'oracle:bertscore', got {selector_id!r}")
+    return selector_id.split(":", 1)[0]
+
+
+def selector_group(selector_id: str) -> str:
+    """How Table 2 groups a selector: ``"oracle"``, ``"PairRanker"`` or ``"baseline"``."""
+    return FAMILY_GROUPS.get(selector_family(selector_id), "baseline")
+
+
+def labelled(table: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """A table indexed by selector ids, shown by their labels; an id without a label is an error."""
+    missing = [i for i in table.index if i not in labels]
+    if missing:
+        raise KeyError(f"no label for selector id(s) {missing}; labels know {list(labels)}")
+    return table.rename(index=dict(labels))

@@ -525,3 +525,20 @@ def test_publishing_the_best_epoch_copies_once_and_redoes_a_stale_or_cut_publish
     (best / P.PUBLISHED_FILE).unlink()  # a best/ from before the marker existed, or a cut publish
     assert P.publish_best(tmp_path, 2, "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "epoch-1", "epoch-2"]  # no staging left
+
+
+def test_selector_ids_have_a_family_a_table2_group_and_a_label():
+    import pandas as pd
+
+    assert S.selector_family("oracle:bertscore") == "oracle" and S.selector_family("random") == "random"
+    assert [S.selector_group(i) for i in ("oracle:gpt_rank", "reference:bleu", "pairranker:bubble", "pairrm",
+                                          "simcls", "best_single")] == ["oracle", "oracle", "PairRanker", "PairRanker",
+                                                                        "baseline", "baseline"]
+    for bad in ("", " random", None):
+        with pytest.raises(ValueError, match="selector id"):
+            S.selector_family(bad)
+    table = pd.DataFrame({"bertscore": [0.5, 0.6]}, index=["random", "pairranker:max_logits"])
+    shown = S.labelled(table, {"random": "Random", "pairranker:max_logits": "PairRanker (max-logits)"})
+    assert list(shown.index) == ["Random", "PairRanker (max-logits)"] and list(table.index)[0] == "random"
+    with pytest.raises(KeyError, match=r"no label for selector id\(s\) \['pairranker:max_logits'\]"):
+        S.labelled(table, {"random": "Random"})

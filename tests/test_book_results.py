@@ -23,25 +23,31 @@ def _row(bert: float, gpt: float, **extra: float) -> dict:
     return {"bleu": 5.0, "rougeL": 0.2, "bertscore": bert, "bartscore": -2.0, "GPT-Rank (mean rank)": gpt, **extra}
 
 
+def _ided(rows: dict) -> dict:
+    """Rows stored the way the chapters store them: by selector id, the label beside the numbers."""
+    return {selector_id: {"label": label, **row} for (selector_id, label), row in rows.items()}
+
+
 def _chapter3() -> dict:
     corr = {"spearman (official)": 0.25, "pearson (official)": 0.2, "footrule / random": 0.9}
     return {
         "eval_split": "test", "examples": 10, "candidates": N, "bubble_comparisons_per_example": float(N - 1),
-        "table2": {
-            "Random": _row(0.40, 2.0),
-            "Best single on val (model-a)": _row(0.50, 1.9),
-            "LM-scoring (stand-in)": _row(0.42, 2.1),
-            "SimCLS-style": _row(0.52, 1.8),
-            "SummaReranker-style": _row(0.51, 1.85),
-            "PairRanker (bubble)": _row(0.55, 1.7),
-            "PairRanker (max-logits)": _row(0.55, 1.6),
-            "PairRanker (max-wins)": _row(0.54, 1.65),
-            "Oracle (bertscore)": _row(0.60, 1.5),
-            "Oracle (gpt_rank)": _row(0.45, 1.0),
-        },
-        "table3_gpt_rank": {"Random": {**corr, "spearman (official)": 0.0}, "PairRanker (max-logits)": corr,
-                            "rougeL (reads the reference)": corr},
-        "table3_bertscore": {"PairRanker (max-logits)": {"spearman (official)": 0.5}},
+        "table2": _ided({
+            ("random", "Random"): _row(0.40, 2.0),
+            ("best_single", "Best single on val (model-a)"): _row(0.50, 1.9),
+            ("lm_scoring", "LM-scoring (stand-in)"): _row(0.42, 2.1),
+            ("simcls", "SimCLS-style"): _row(0.52, 1.8),
+            ("summareranker", "SummaReranker-style"): _row(0.51, 1.85),
+            ("pairranker:bubble", "PairRanker (bubble)"): _row(0.55, 1.7),
+            ("pairranker:max_logits", "PairRanker (max-logits)"): _row(0.55, 1.6),
+            ("pairranker:max_wins", "PairRanker (max-wins)"): _row(0.54, 1.65),
+            ("oracle:bertscore", "Oracle (bertscore)"): _row(0.60, 1.5),
+            ("oracle:gpt_rank", "Oracle (gpt_rank)"): _row(0.45, 1.0),
+        }),
+        "table3_gpt_rank": _ided({("random", "Random"): {**corr, "spearman (official)": 0.0},
+                                  ("pairranker:max_logits", "PairRanker (max-logits)"): corr,
+                                  ("reference:rougeL", "rougeL (reads the reference)"): corr}),
+        "table3_bertscore": _ided({("pairranker:max_logits", "PairRanker (max-logits)"): {"spearman (official)": 0.5}}),
         "claims": {"PairRanker beats random": True, "PairRanker beats the best single model": False},
     }
 
@@ -50,14 +56,16 @@ def _chapter4() -> dict:
     return {
         "eval_split": "test", "examples": 10, "models": ["model-a", "model-b", "model-c"],
         # reference metrics on every example; GPT-Rank apart, on the examples the judge saw
-        "table": {"LLM-Blender (PairRanker top-3 + GenFuser)": {"bertscore": 0.58, "bleu": 6.0},
-                  "PairRanker top-1 (max-logits)": {"bertscore": 0.55, "bleu": 5.0}},
-        "judged_table": {"LLM-Blender (PairRanker top-3 + GenFuser)": {"GPT-Rank (mean rank)": 2.2},
-                         "PairRanker top-1 (max-logits)": {"GPT-Rank (mean rank)": 2.5}},
+        "fuser_config": {"top_k": 3},
+        "table": _ided({("llm_blender", "LLM-Blender (PairRanker top-3 + GenFuser)"): {"bertscore": 0.58, "bleu": 6.0},
+                        ("pairranker:max_logits", "PairRanker top-1 (max-logits)"): {"bertscore": 0.55, "bleu": 5.0}}),
+        "judged_table": _ided({("llm_blender", "LLM-Blender (PairRanker top-3 + GenFuser)"): {"GPT-Rank (mean rank)": 2.2},
+                               ("pairranker:max_logits", "PairRanker top-1 (max-logits)"): {"GPT-Rank (mean rank)": 2.5}}),
         "judge": {"examples": 10},
-        "ablation": {"GenFuser top-1": {"bertscore": 0.5, "generated tokens / query": 20.0},
-                     "GenFuser top-3": {"bertscore": 0.58, "generated tokens / query": 30.0},
-                     "GenFuser random-3": {"bertscore": 0.52, "generated tokens / query": 31.0}},
+        "ablation": _ided({("genfuser:top1", "GenFuser top-1"): {"bertscore": 0.5, "generated tokens / query": 20.0},
+                           ("genfuser:top3", "GenFuser top-3"): {"bertscore": 0.58, "generated tokens / query": 30.0},
+                           ("genfuser:random3", "GenFuser random-3"): {"bertscore": 0.52,
+                                                                       "generated tokens / query": 31.0}}),
         "claims": {"fusion beats the ranker's pick": {"holds": True, "why": "more words overlap the reference"}},
     }
 
@@ -69,13 +77,13 @@ def _side(bert: float, calls: float, tokens: float) -> dict:
 def _chapter5() -> dict:
     return {
         "eval_split": "test", "queries": 10, "models": ["model-a", "model-b", "model-c"],
-        "side_by_side": {
-            "ZOOTER router (beta=0.3)": _side(0.49, 1.0, 40.0),
-            "RMR (scorer:lm)": _side(0.50, 3.0, 120.0),
-            "Best single on val (model-a)": _side(0.50, 1.0, 45.0),
-            "Random": _side(0.40, 1.0, 35.0),
-            "Oracle (bertscore)": _side(0.60, 3.0, 120.0),
-        },
+        "side_by_side": _ided({
+            ("router", "ZOOTER router (beta=0.3)"): _side(0.49, 1.0, 40.0),
+            ("rmr", "RMR (scorer:lm)"): _side(0.50, 3.0, 120.0),
+            ("best_single", "Best single on val (model-a)"): _side(0.50, 1.0, 45.0),
+            ("random", "Random"): _side(0.40, 1.0, 35.0),
+            ("oracle:bertscore", "Oracle (bertscore)"): _side(0.60, 3.0, 120.0),
+        }),
         "claims": {"the router beats random routing": True},
     }
 
@@ -104,14 +112,12 @@ def test_loading_names_a_missing_chapter_and_skips_optional_ones(results_dir):
         br.load_chapter_results([br.PAIRRANKER], optional=[br.REAL_LLMS], results_dir=results_dir)
 
 
-def test_find_row_matches_a_prefix_once():
-    rows = {"RMR (a)": 1, "Random": 2, "Random (seed 1)": 3}
-    assert br.find_row(rows, "RMR") == "RMR (a)"
-    assert br.find_row(rows, "Random") == "Random"  # an exact name wins over longer ones
-    with pytest.raises(KeyError, match="no row starting with 'Oracle'"):
-        br.find_row(rows, "Oracle")
-    with pytest.raises(KeyError, match="2 rows"):
-        br.find_row({"a1": 1, "a2": 2}, "a")
+def test_rows_are_found_by_selector_id_and_shown_by_their_label():
+    rows = {"rmr": {"label": "RMR (scorer:lm)", "x": 1}, "random": {"x": 2}}
+    assert br.row_of(rows, "rmr")["x"] == 1 and br.label_of(rows, "rmr") == "RMR (scorer:lm)"
+    assert br.label_of(rows, "random") == "random"  # stored without a label: its id
+    with pytest.raises(KeyError, match=r"no row 'oracle:bertscore' in ch5; rows: \['rmr', 'random'\]"):
+        br.row_of(rows, "oracle:bertscore", where="ch5")
 
 
 def test_headline_puts_ours_beside_the_published_row(results):

@@ -157,11 +157,12 @@ def test_the_paper_profile_runs_end_to_end_on_tiny_models(tmp_path):
     assert len(list((isolated_cache / "pairranker").glob("*/state.json"))) == 1  # the launched run was loaded
     assert ranker["pairranker_config"]["backbone"] == models["deberta"] and ranker["pairranker_config"]["lr"] == 1e-05
     assert ranker["training"]["pairs_per_epoch"] > 0
-    assert {"MLM-scoring (deberta-mlm pseudo-log-likelihood)", "reward model (deberta-reward)", "SimCLS-style",
-            "SummaReranker-style", "PairRanker (max-logits)", "PairRanker (bubble)",
-            f"PairRM ({models['pairrm']})"} <= set(ranker["table2"])
-    assert f"PairRM ({models['pairrm']})" in ranker["table3_gpt_rank"]
-    columns = ranker["table2_judge_columns"]["PairRanker (max-logits)"]  # the published bases are in the pool
+    assert {"lm_scoring", "reward_model", "simcls", "summareranker", "pairranker:max_logits", "pairranker:bubble",
+            "pairrm"} <= set(ranker["table2"])  # rows keyed by selector id, the label beside
+    assert ranker["table2"]["lm_scoring"]["label"] == "MLM-scoring (deberta-mlm pseudo-log-likelihood)"
+    assert ranker["table2"]["reward_model"]["label"] == "reward model (deberta-reward)"
+    assert ranker["table3_gpt_rank"]["pairrm"]["label"] == f"PairRM ({models['pairrm']})"
+    columns = ranker["table2_judge_columns"]["pairranker:max_logits"]  # the published bases are in the pool
     assert {">= Vic %", ">= Vic % (corrected)", ">= OA %", ">= OA % (corrected)", "Top-3 %"} <= set(columns)
 
     fusion = results["04_genfuser"]
@@ -170,7 +171,7 @@ def test_the_paper_profile_runs_end_to_end_on_tiny_models(tmp_path):
     assert fusion["generation"]["num_beams"] == 4 and fusion["training"]["train_examples"] == 24
     assert fusion["judge"]["name"] == f"openai:{judge_folder}" and fusion["judge"]["requests"] > 0
     assert fusion["judge"]["failed_requests"] == 0
-    assert f"PairRanker top-3 + {models['t5']} (released)" in fusion["table"]
+    assert fusion["table"]["llm_blender:released"]["label"] == f"PairRanker top-3 + {models['t5']} (released)"
 
     router = results["05_zooter"]
     assert router["router_config"]["backbone"] == models["deberta"] and router["tags"] == "cluster"

@@ -21,17 +21,21 @@ def test_small_numbers_keep_two_significant_digits_instead_of_rounding_to_zero(t
     assert read_results("03_demo", results_dir=tmp_path) == {"lr": 5e-05, "tiny": -1.2e-07, "edge": 0.0012, "zero": 0.0}
 
 
-def test_an_undefined_table_cell_is_stored_as_null_and_only_through_rows_with_undefined(tmp_path):
+def test_an_undefined_table_cell_is_stored_as_null_and_only_through_table_records(tmp_path):
     import pandas as pd
 
-    from blender_lib.results import rows_with_undefined
+    from blender_lib.results import rows_by_id, table_records
 
-    table = pd.DataFrame({"pearson": [0.5, math.nan]}, index=["PairRanker", "constant ranker"])
-    write_results("03_demo", {"table": rows_with_undefined(table)}, results_dir=tmp_path)
+    table = pd.DataFrame({"pearson": [0.5, math.nan]}, index=["pairranker:max_logits", "constant"])
+    write_results("03_demo", {"table": table_records(table)}, results_dir=tmp_path)
     assert read_results("03_demo", results_dir=tmp_path)["table"] == {
-        "PairRanker": {"pearson": 0.5}, "constant ranker": {"pearson": None}}
+        "pairranker:max_logits": {"pearson": 0.5}, "constant": {"pearson": None}}
     with pytest.raises(ValueError, match="non-finite"):
         write_results("03_demo", {"table": table.to_dict(orient="index")}, results_dir=tmp_path)
+    labels = {"pairranker:max_logits": "PairRanker (max-logits)", "constant": "a constant ranker"}
+    assert rows_by_id(table, labels)["pairranker:max_logits"] == {"label": "PairRanker (max-logits)", "pearson": 0.5}
+    with pytest.raises(KeyError, match=r"no label for selector id\(s\) \['constant'\]"):
+        rows_by_id(table, {"pairranker:max_logits": "PairRanker"})
 
 
 def test_non_finite_numbers_are_refused(tmp_path):
