@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 import warnings
@@ -48,7 +47,7 @@ from .examples import TrainingInput, check_text_inputs, score_table, source_text
 from .models import freeze_lower_layers, load_trainable_encoder
 from .paths import cache_dir
 from .persistence import SavedInFolder
-from .training import TrainReport, train
+from .training import TrainReport, improves, train
 
 SPECIAL_TOKENS = ("<source>", "<candidate1>", "<candidate2>")
 # How the three parts become one input: "joint" = [CLS] <source> x <candidate1> y_i <candidate2> y_j [SEP];
@@ -741,8 +740,7 @@ class PairRankerRecipe:
         return evaluate_pairranker(model, self.val_examples, batch_size=self.config.eval_batch_size)
 
     def better(self, val: Mapping[str, float], best: Mapping[str, float]) -> bool:
-        now, then = val.get("pairwise_accuracy", math.nan), best.get("pairwise_accuracy", math.nan)
-        return math.isnan(then) or (not math.isnan(now) and now > then)
+        return improves(val, best, "pairwise_accuracy", higher_is_better=True)
 
     def shown(self, val: Mapping[str, float]) -> dict[str, float]:
         return {k: round(v, 4) for k, v in val.items() if k in ("pairwise_accuracy", "top1_mean_metric_rank")}

@@ -38,7 +38,6 @@ tokens, one epoch, and per input and epoch the best candidate plus two random ot
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,7 @@ from .models import (LoadedModel, accepts_logits_to_keep, infer_kind, load_model
                      resolve_model_path)
 from .paths import cache_dir
 from .selectors import evaluate_selection
-from .training import Shuffled, TrainReport, train
+from .training import Shuffled, TrainReport, improves, train
 
 
 # --------------------------------------------------------------------------------------------
@@ -727,8 +726,7 @@ class RerankerRecipe:
         return evaluate_selection(self.val_examples, model.score(sources, candidate_lists), self.config.metrics)
 
     def better(self, val: Mapping[str, float], best: Mapping[str, float]) -> bool:
-        now, then = val.get("top1_mean_metric_rank", math.nan), best.get("top1_mean_metric_rank", math.nan)
-        return math.isnan(then) or (not math.isnan(now) and now < then)
+        return improves(val, best, "top1_mean_metric_rank", higher_is_better=False)
 
     def shown(self, val: Mapping[str, float]) -> dict[str, float]:
         return {k: round(v, 4) for k, v in val.items() if k.startswith("top1_")}

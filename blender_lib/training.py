@@ -195,6 +195,15 @@ class Shuffled(torch.utils.data.Dataset):
         return (self.items[n], self.chosen[n]) if self.pick else self.items[n]
 
 
+def improves(val: Mapping[str, float], best: Mapping[str, float], key: str, *, higher_is_better: bool) -> bool:
+    """Whether validation figure ``key`` beats the best so far: strictly (ties keep the earlier
+    epoch); a missing or NaN best is beaten by anything, a NaN now beats nothing."""
+    now, then = val.get(key, math.nan), best.get(key, math.nan)
+    if math.isnan(then):
+        return True
+    return not math.isnan(now) and (now > then if higher_is_better else now < then)
+
+
 # --------------------------------------------------------------------------------------------
 # the run folder: state.json and one checkpoint per epoch
 

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoders import EncoderConfig, EncoderModel
-from .examples import (GPT_RANK, Scores, check_examples, check_text_inputs, data_key, example_models, metric_values,
+from .examples import (GPT_RANK, Scores, check_examples, data_key, example_models, metric_values,
                        source_text)
 from .io import atomic_write_json
 from .judge import ranks_from_scores
@@ -61,7 +61,7 @@ from .models import LoadedModel, embed_texts, load_model
 from .paths import cache_dir
 from .rankers import PairRankerModel, reference_rewards_many
 from .rerankers import TextScorer, reward_scorer
-from .training import Shuffled, TrainReport, train
+from .training import Shuffled, TrainReport, improves, train
 
 ALL = "all"  # in cost_table: the method runs every model (RMR, oracle)
 NORMALIZATIONS = ("zscore", "none")
@@ -500,17 +500,6 @@ class RouterModel(EncoderModel):
         """The model one query goes to."""
         return self.route([query])[0]
 
-    def score(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]], *,
-              batch_size: int | None = None, progress: bool = False) -> Scores:
-        """The rerankers' interface: the routing probability of each candidate position, which must
-        be the router's models in order (:func:`router_scores` matches examples by model name)."""
-        check_text_inputs(sources, candidate_lists)
-        for n, cands in enumerate(candidate_lists):
-            if len(cands) != len(self.models):
-                raise ValueError(f"input {n} has {len(cands)} candidates but the router knows {len(self.models)} "
-                                 f"models {list(self.models)}")
-        return list(self.probabilities(sources, batch_size=batch_size, progress=progress))
-
 
 def kl_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """KL(labels ‖ softmax(logits)), averaged over queries (0 · log 0 = 0): ZOOTER's distillation loss."""
@@ -544,8 +533,8 @@ class RoutingSet:
         if values.shape != (len(examples), len(models)):
             raise ValueError(f"labels have shape {values.shape}, expected ({len(examples)}, {len(models)}): one row "
                              f"per example, one column per model")
-        sources, _ = check_examples(examples)
-        return cls([str(ex.get("id", n)) for n, ex in enumerate(examples)], sources, values, models)
+        queries = [source_text(ex) for ex in examples]  # example_models has checked them
+        return cls([str(ex.get("id", n)) for n, ex in enumerate(examples)], queries, values, models)
 
     def key(self) -> str:
         """A short hash of the queries, labels and models (a router's cache folder is keyed by it)."""
@@ -607,8 +596,7 @@ class RouterRecipe:
         return routing_validation(self.val_set.labels, model.probabilities(self.val_set.queries))
 
     def better(self, val: Mapping[str, float], best: Mapping[str, float]) -> bool:
-        now, then = val.get("top1_mean_metric_rank", math.nan), best.get("top1_mean_metric_rank", math.nan)
-        return math.isnan(then) or (not math.isnan(now) and now < then)
+        return improves(val, best, "top1_mean_metric_rank", higher_is_better=False)
 
     def shown(self, val: Mapping[str, float]) -> dict[str, float]:
         return {k: round(v, 4) for k, v in val.items() if k.startswith("top1_")}
@@ -634,13 +622,16 @@ def _router_recipe(train_examples: Sequence[Mapping[str, Any]], val_examples: Se
                         val_set)
 
 
+def _cache_folder(recipe: RouterRecipe) -> Path:
+    return cache_dir() / "zooter" / "routers" / f"router-{recipe.config.key(ignore=('epochs',))}-{recipe.data_key}"
+
+
 def router_folder(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                   labels_train: np.ndarray, labels_val: np.ndarray | None = None,
                   config: RouterConfig | None = None) -> Path:
     """Where :func:`train_router` keeps a router when no ``out_dir`` is given: under the user cache,
     keyed by the config (less ``epochs``), the queries and the labels (so by beta too)."""
-    recipe = _router_recipe(train_examples, val_examples, labels_train, labels_val, config or RouterConfig())
-    return cache_dir() / "zooter" / "routers" / f"router-{recipe.config.key(ignore=('epochs',))}-{recipe.data_key}"
+    return _cache_folder(_router_recipe(train_examples, val_examples, labels_train, labels_val, config or RouterConfig()))
 
 
 def train_router(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
@@ -653,11 +644,9 @@ def train_router(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequ
     the routed model under ``labels_val``; pass un-enhanced labels there) copied to ``out_dir/best``.
     Without ``out_dir`` the run lives in the cache (:func:`router_folder`). Load the result with
     ``RouterModel.from_pretrained(report.best_dir)``."""
-    config = config or RouterConfig()
-    recipe = _router_recipe(train_examples, val_examples, labels_train, labels_val, config)
-    out_dir = Path(out_dir) if out_dir is not None else router_folder(train_examples, val_examples, labels_train,
-                                                                      labels_val, config)
-    return train(recipe, out_dir, progress=progress, resume=resume)
+    recipe = _router_recipe(train_examples, val_examples, labels_train, labels_val, config or RouterConfig())
+    return train(recipe, Path(out_dir) if out_dir is not None else _cache_folder(recipe), progress=progress,
+                 resume=resume)
 
 
 def beta_sweep(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
