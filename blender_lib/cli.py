@@ -105,12 +105,12 @@ def train(args: argparse.Namespace) -> int:
     import os
 
     from .mixinstruct import load_build
-    from .rankers import PairRankerConfig, run_dir, train_pairranker
+    from .rankers import PairRankerConfig, train_in_cache
 
     values = chapter_values("03_pairranker", _profile(args))
     config = PairRankerConfig.from_dict({**values["pairranker"], "seed": values["seed"], "device": values["device"]})
     splits, _ = load_build()
-    report = train_pairranker(splits["train"], splits["val"], config, run_dir(splits["train"], config))
+    report = train_in_cache(splits["train"], splits["val"], config, progress=True)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"[blender-book] PairRanker: best epoch {report.best_epoch} of {report.epochs_completed}: {report.best_dir}")
     return 0

@@ -631,11 +631,6 @@ def evaluate_pairranker(ranker: PairRankerModel, examples: Sequence[Mapping[str,
 # training: PairRanker's recipe for blender_lib.training (the loop, checkpoints and resume live there)
 
 
-def _pools(examples: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> tuple[list[TrainingInput], int]:
-    """Training pools (:func:`blender_lib.examples.training_inputs`): the pairs are drawn from these."""
-    return training_inputs(examples, metrics, what="PairRanker")
-
-
 class _PairSampler(torch.utils.data.Dataset):
     """This epoch's pairs: `pairs_per_input` distinct random pairs per input, random left/right
     order, shuffled. Seeded by (seed, epoch), so a resumed run draws what an uninterrupted one would.
@@ -746,6 +741,18 @@ class PairRankerRecipe:
         return {k: round(v, 4) for k, v in val.items() if k in ("pairwise_accuracy", "top1_mean_metric_rank")}
 
 
+def _recipe(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+            config: PairRankerConfig) -> PairRankerRecipe:
+    """The run's recipe; its pools (:func:`blender_lib.examples.training_inputs`) are what pairs are drawn from."""
+    pools, skipped = training_inputs(train_examples, config.metrics, what="PairRanker")
+    return PairRankerRecipe(config, pools, val_examples, skipped)
+
+
+def _run_folder(recipe: PairRankerRecipe, root: str | Path | None) -> Path:
+    base = Path(root) if root is not None else cache_dir() / "pairranker"
+    return base / f"{recipe.config.key(ignore=('epochs',))}-{recipe.data_key}"
+
+
 def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                      config: PairRankerConfig, out_dir: str | Path, *, progress: bool = True,
                      resume: bool = True) -> TrainReport:
@@ -755,19 +762,24 @@ def train_pairranker(train_examples: Sequence[Mapping[str, Any]], val_examples: 
     again with the same arguments resumes after the last completed epoch, exactly as if never
     stopped; calling with a larger ``epochs`` trains on from there (with the LR schedule of the new
     total). Without validation examples the last epoch counts as the best."""
-    pools, skipped = _pools(train_examples, config.metrics)
-    return train(PairRankerRecipe(config, pools, val_examples, skipped), out_dir, progress=progress, resume=resume)
+    return train(_recipe(train_examples, val_examples, config), out_dir, progress=progress, resume=resume)
 
 
 def run_dir(train_examples: Sequence[Mapping[str, Any]], config: PairRankerConfig, root: str | Path | None = None) -> Path:
     """Where a training run with this config and data lives: <root>/<config key>-<data key>
     (``epochs`` left out of the key, so asking for more epochs continues the same run). The root
     defaults to the user cache (``$BLENDER_BOOK_CACHE/pairranker``): checkpoints are hundreds of MB."""
-    with warnings.catch_warnings():  # train_pairranker reports the skipped inputs; once is enough
+    with warnings.catch_warnings():  # training reports the skipped inputs; once is enough
         warnings.simplefilter("ignore")
-        pools, _ = _pools(train_examples, config.metrics)
-    base = Path(root) if root is not None else cache_dir() / "pairranker"
-    return base / f"{config.key(ignore=('epochs',))}-{_data_key(pools)}"
+        return _run_folder(_recipe(train_examples, (), config), root)
+
+
+def train_in_cache(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                   config: PairRankerConfig, *, root: str | Path | None = None, progress: bool = True) -> TrainReport:
+    """Train (or resume, or find finished) the run of this config and data in its folder
+    (:func:`run_dir`), reading the training data once."""
+    recipe = _recipe(train_examples, val_examples, config)
+    return train(recipe, _run_folder(recipe, root), progress=progress)
 
 
 def train_or_load(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
@@ -775,6 +787,5 @@ def train_or_load(train_examples: Sequence[Mapping[str, Any]], val_examples: Seq
                   progress: bool = True) -> tuple[PairRankerModel, TrainReport]:
     """The best checkpoint of a finished run with this config and data; trains (or resumes an
     interrupted run) first when there is none."""
-    report = train_pairranker(train_examples, val_examples, config, run_dir(train_examples, config, root),
-                              progress=progress)
+    report = train_in_cache(train_examples, val_examples, config, root=root, progress=progress)
     return PairRankerModel.from_pretrained(report.best_dir, device=config.device), report

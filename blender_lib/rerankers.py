@@ -430,10 +430,13 @@ class SummaRerankerConfig(RerankerConfig):
 
 def cache_folder(config: RerankerConfig, train_examples: Sequence[Mapping[str, Any]],
                  val_examples: Sequence[Mapping[str, Any]] = ()) -> Path:
-    """Where the chapter keeps a trained baseline: under the user cache dir, keyed by the config
-    (less ``epochs``, so asking for more epochs resumes there) and the training and validation data."""
-    name = f"{config.KIND}-{config.key(ignore=('epochs',))}-{_run_key(train_examples, val_examples)}"
-    return cache_dir() / "baselines" / name
+    """Where :func:`train_or_load` keeps a trained baseline: under the user cache dir, keyed by the
+    config (less ``epochs``, so asking for more epochs resumes there) and the training and validation data."""
+    return _folder(config, _run_key(train_examples, val_examples))
+
+
+def _folder(config: RerankerConfig, run_key: str) -> Path:
+    return cache_dir() / "baselines" / f"{config.KIND}-{config.key(ignore=('epochs',))}-{run_key}"
 
 
 def _run_key(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]]) -> str:
@@ -732,9 +735,9 @@ class RerankerRecipe:
         return {k: round(v, 4) for k, v in val.items() if k.startswith("top1_")}
 
 
-def _train_reranker(model_class: type[SimCLSModel] | type[SummaRerankerModel],
-                    train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
-                    config: RerankerConfig, out_dir: str | Path, *, progress: bool, resume: bool) -> TrainReport:
+def _reranker_recipe(model_class: type[SimCLSModel] | type[SummaRerankerModel],
+                     train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                     config: RerankerConfig) -> RerankerRecipe:
     if not isinstance(config, model_class.CONFIG):
         raise TypeError(f"{model_class.KIND} training needs a {model_class.CONFIG.__name__}, got {type(config).__name__}")
     inputs, skipped = training_inputs(train_examples, config.metrics, what="baseline training")
@@ -742,9 +745,8 @@ def _train_reranker(model_class: type[SimCLSModel] | type[SummaRerankerModel],
         check_examples(val_examples)
         for ex in val_examples:  # a missing score fails now, not after an epoch of training
             score_table(ex, config.metrics)
-    recipe = RerankerRecipe(model_class, config, inputs, val_examples, _run_key(train_examples, val_examples),
-                            skipped)  # validation picks the best epoch: part of the run's key
-    return train(recipe, out_dir, progress=progress, resume=resume)
+    return RerankerRecipe(model_class, config, inputs, val_examples, _run_key(train_examples, val_examples),
+                          skipped)  # validation picks the best epoch: part of the run's key
 
 
 def train_simcls(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
@@ -753,16 +755,30 @@ def train_simcls(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequ
     """Train a SimCLS-style dual encoder; the best epoch on validation (lowest mean metric rank of
     the top-1) lands in out_dir/best. Calling again resumes after the last completed epoch (or trains
     on when ``epochs`` grew); without validation examples the last epoch is the best."""
-    return _train_reranker(SimCLSModel, train_examples, val_examples, config, out_dir, progress=progress,
-                           resume=resume)
+    return train(_reranker_recipe(SimCLSModel, train_examples, val_examples, config), out_dir, progress=progress,
+                 resume=resume)
 
 
 def train_summareranker(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
                         config: SummaRerankerConfig, out_dir: str | Path, *, progress: bool = True,
                         resume: bool = True) -> TrainReport:
     """Train a SummaReranker-style cross-encoder; same conventions as :func:`train_simcls`."""
-    return _train_reranker(SummaRerankerModel, train_examples, val_examples, config, out_dir, progress=progress,
-                           resume=resume)
+    return train(_reranker_recipe(SummaRerankerModel, train_examples, val_examples, config), out_dir,
+                 progress=progress, resume=resume)
+
+
+def train_or_load(train_examples: Sequence[Mapping[str, Any]], val_examples: Sequence[Mapping[str, Any]],
+                  config: SimCLSConfig | SummaRerankerConfig, *,
+                  progress: bool = True) -> tuple[SimCLSScorer | SummaRerankerScorer, TrainReport]:
+    """The scorer of the best epoch of this config's run on this data, trained (or resumed) first in
+    its cache folder (:func:`cache_folder`, keyed by the config and both splits) when unfinished."""
+    trained = {SimCLSConfig: (SimCLSModel, SimCLSScorer), SummaRerankerConfig: (SummaRerankerModel, SummaRerankerScorer)}
+    if type(config) not in trained:
+        raise TypeError(f"train_or_load needs a SimCLSConfig or a SummaRerankerConfig, got {type(config).__name__}")
+    model_class, scorer_class = trained[type(config)]
+    recipe = _reranker_recipe(model_class, train_examples, val_examples, config)
+    report = train(recipe, _folder(config, recipe.data_key), progress=progress)
+    return scorer_class(report.best_dir, device=config.device), report
 
 
 def reward_scorer(model: str, **kwargs: Any) -> TextScorer:

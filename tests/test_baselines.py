@@ -491,6 +491,23 @@ def test_summareranker_learns_which_candidate_is_best_and_reloads(tiny_dirs, tmp
         RR.train_summareranker(train, val, RR.SimCLSConfig(), tmp_path / "x", progress=False)
 
 
+def test_train_or_load_trains_once_in_the_folder_keyed_by_both_splits(tiny_dirs, tmp_path, monkeypatch):
+    monkeypatch.setenv("BLENDER_BOOK_CACHE", str(tmp_path / "cache"))
+    examples = synthetic()
+    train, val = examples[:8], examples[8:]
+    config = tiny_config(RR.SummaRerankerConfig, tiny_dirs)
+    scorer, report = RR.train_or_load(train, val, config, progress=False)
+    assert Path(report.best_dir).parent == RR.cache_folder(config, train, val) and report.resumed_from_epoch == 0
+    again, loaded = RR.train_or_load(train, val, config, progress=False)
+    assert loaded.resumed_from_epoch == 1 and loaded.items_trained == 0  # found finished, nothing retrained
+    assert isinstance(again, RR.SummaRerankerScorer)
+    assert all(np.array_equal(a, b) for a, b in zip(scorer(val), again(val)))
+    RR.train_or_load(train, val[:1], config, progress=False)  # another validation split: another run
+    assert len(list((tmp_path / "cache" / "baselines").iterdir())) == 2
+    with pytest.raises(TypeError, match="needs a SimCLSConfig or a SummaRerankerConfig"):
+        RR.train_or_load(train, val, RR.RerankerConfig(), progress=False)
+
+
 def test_training_skips_inputs_with_nothing_to_order_and_refuses_empty_data(tiny_dirs, tmp_path):
     config = tiny_config(RR.SimCLSConfig, tiny_dirs)
     dup = example("dup", QUESTION, "paris", ["Paris.", "Paris."])

@@ -12,6 +12,7 @@ import torch
 
 from blender_lib import rankers as R
 from blender_lib import training as T
+from blender_lib.examples import training_inputs
 from conftest import BAD_ANSWERS, FACTS, overlap_example
 
 QUESTION = "What is the capital of France?"
@@ -97,8 +98,8 @@ def test_metric_vote_gives_each_metric_one_voice_whatever_its_scale():
 
 def test_pair_sampler_is_seeded_shuffles_order_and_keeps_deltas_aligned():
     with pytest.warns(UserWarning, match="skipped 1 training input.*'dup' has 1 distinct"):
-        pools, skipped = R._pools(synthetic_examples()[:4] + [overlap_example("dup", QUESTION, "x", ["same", "same"])],
-                                  ("bleu", "rougeL"))
+        pools, skipped = training_inputs(synthetic_examples()[:4] + [overlap_example("dup", QUESTION, "x", ["same", "same"])],
+                                         ("bleu", "rougeL"), what="PairRanker")
     assert skipped == 1  # two identical candidates: one distinct text, nothing to compare
     sampler = R._PairSampler(pools, pairs_per_input=5, seed=3)
     assert len(sampler) == 4 * 5
@@ -420,7 +421,7 @@ def test_train_or_load_keys_its_folder_by_config_and_data_and_loads_a_finished_r
 
 
 def test_length_grouping_keeps_the_pairs_and_batches_similar_lengths():
-    pools, _ = R._pools(synthetic_examples(), ("bleu", "rougeL"))
+    pools, _ = training_inputs(synthetic_examples(), ("bleu", "rougeL"), what="PairRanker")
     plain = R._PairSampler(pools, pairs_per_input=4, seed=1)
     grouped = R._PairSampler(pools, pairs_per_input=4, seed=1)
     length = lambda item: len(item[1]) + len(item[2])  # noqa: E731
