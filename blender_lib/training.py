@@ -14,7 +14,7 @@ loop is the same for all of them:
   (or trains on when ``epochs`` grew, with the learning rate of the new schedule);
 - the best epoch on validation is published to ``out_dir/best``.
 
-The fuser is not trained here: it is a seq2seq LM, for which transformers' ``Seq2SeqTrainer``
+The fuser is not trained here: it is a generative LM, for which transformers' ``Trainer``
 already does all of this (:mod:`blender_lib.fuser`).
 """
 
